@@ -1,0 +1,247 @@
+"""The controller's configuration: one YAML file plus `STOPBANDIT_` env vars.
+
+Parsed once at start into frozen models and passed down; nothing reads the
+environment later. Environment variables override the file, with `__`
+between nested keys (`STOPBANDIT_REWARD__TOKEN_COST_PER_1K=0.01`). A bad
+value stops the start with the field and the reason (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import math
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_ARMS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; `errors` lists (field, reason) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        lines = "; ".join(f"{field}: {reason}" for field, reason in errors)
+        super().__init__(f"invalid configuration: {lines}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RewardConfig(_Section):
+    """reward = em_weight * EM - token_cost_per_1k * tokens / 1000."""
+
+    em_weight: Positive = 1.0
+    token_cost_per_1k: NonNegative = 0.02
+
+
+class JoinConfig(_Section):
+    """How long a decision waits for its outcome (and the reverse), and how many may wait."""
+
+    wait_s: Positive = 300.0
+    max_pending: Annotated[int, Field(ge=1)] = 200_000
+    dedup_capacity: Annotated[int, Field(ge=1)] = 1_000_000
+
+
+class ExplorationConfig(_Section):
+    """The rule that turns outcome estimates into a pmf (policies.exploration)."""
+
+    floor: Probability = 0.005
+    plausible_min: Probability = 0.01
+    max_explore: Probability = 0.3
+    prior_sd: Positive = 0.05
+
+
+class LearnerConfig(_Section):
+    """The outcome models (controller.learners)."""
+
+    backend: Literal["auto", "vowpal-wabbit-next", "vowpalwabbit"] = "auto"
+    learning_rate: Positive = 0.5
+    power_t: NonNegative = 0.5
+    interactions: list[str] = Field(default_factory=lambda: ["sa"])
+    prior_weight: NonNegative = 20.0
+    half_life: Positive = 50_000.0
+    drift_z: Positive = 5.0
+    drift_window: Positive = 2_000.0
+    max_importance_weight: Annotated[float, Field(ge=1.0)] = 50.0
+
+
+class PublishConfig(_Section):
+    """When and how policies go out."""
+
+    interval_s: Positive = 5.0
+    hmac_key: SecretStr | None = None
+
+
+class CheckpointConfig(_Section):
+    """Where partition state is kept between runs."""
+
+    store: Literal["dir", "kafka"] = "dir"
+    dir: Path = Path("checkpoints")
+    topic: str = "stopbandit.checkpoints"
+    interval_s: Positive = 30.0
+
+
+class KafkaConfig(_Section):
+    """Broker connection and topics; security settings pass through to kafka-python."""
+
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
+    events_topic: str = "stopbandit.events"
+    policies_topic: str = "stopbandit.policies"
+    dlq_topic: str = "stopbandit.dlq"
+    group_id: str = "stopbandit"
+    client_id: str = "stopbandit"
+    create_topics: bool = False
+    partitions: Annotated[int, Field(ge=1)] = 6
+    replication_factor: Annotated[int, Field(ge=1)] = 1
+    session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+    max_poll_records: Annotated[int, Field(ge=1)] = 2_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class HttpConfig(_Section):
+    """The metrics, health and policies endpoint."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - the daemon serves probes to the cluster
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class LogConfig(_Section):
+    """Structured logging."""
+
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+_yaml_path: ContextVar[Path | None] = ContextVar("_yaml_path", default=None)
+
+
+class StopbanditConfig(BaseSettings):
+    """Everything the controller, simulator and replay need, validated once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOPBANDIT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    arms: list[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: list(DEFAULT_ARMS)
+    )
+    reference_arm: float = 1.0
+    default_arm: float = 1.0
+    reward: RewardConfig = RewardConfig()
+    join: JoinConfig = JoinConfig()
+    exploration: ExplorationConfig = ExplorationConfig()
+    learner: LearnerConfig = LearnerConfig()
+    publish: PublishConfig = PublishConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments beat env vars, env vars beat the YAML file, which beats defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _yaml_path.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _arms_are_usable(self) -> Self:
+        if len(self.arms) < 2:  # noqa: PLR2004 - a bandit needs two arms
+            raise ValueError("arms: at least two thresholds are needed")
+        if any(b <= a for a, b in zip(self.arms, self.arms[1:], strict=False)):
+            raise ValueError("arms: must be strictly ascending")
+        for name in ("reference_arm", "default_arm"):
+            if not any(math.isclose(getattr(self, name), arm) for arm in self.arms):
+                raise ValueError(f"{name}: {getattr(self, name)} is not one of the arms")
+        return self
+
+    def arm_index(self, threshold: float) -> int | None:
+        """Index of `threshold` among the arms, or None if it is not one."""
+        for index, arm in enumerate(self.arms):
+            if math.isclose(arm, threshold):
+                return index
+        return None
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as plain data with secrets masked, for the start-up log."""
+        return self.model_dump(mode="json")
+
+
+def _field_of(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"])
+    if not location and message.startswith("Value error, ") and ":" in message:
+        # model-level checks name their field in the message itself.
+        return message.removeprefix("Value error, ").split(":", 1)[0]
+    return location or "config"
+
+
+def _reason_of(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"] and ":" in message:
+        return message.split(":", 1)[1].strip()
+    return message
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> StopbanditConfig:
+    """Load and validate the configuration.
+
+    Args:
+        path: a YAML file; None for defaults plus environment only.
+        **overrides: values that beat both the file and the environment (CLI flags).
+
+    Returns:
+        The frozen configuration.
+
+    Raises:
+        ConfigError: the file is unreadable or a value is invalid; names each field and reason.
+    """
+    if path is not None:
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError([(str(path), f"cannot read YAML ({error})")]) from None
+        if not isinstance(document, dict):
+            raise ConfigError([(str(path), "must be a YAML mapping")])
+    token = _yaml_path.set(path)
+    try:
+        return StopbanditConfig(**overrides)
+    except ValidationError as error:
+        raise ConfigError(
+            [(_field_of(e), _reason_of(e)) for e in error.errors(include_url=False)]
+        ) from None
+    finally:
+        _yaml_path.reset(token)

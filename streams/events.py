@@ -1,0 +1,195 @@
+"""Wire models of the v1 contract (shared/SCHEMA.md): decision, outcome, policy.
+
+Every rule the contract states is enforced here, so that whatever passes
+validation can be joined and learned without further checks. Models are
+frozen: an event is a fact, not a mutable record.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+CONTEXT_KEY_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+MAX_CONTEXT_ENTRIES = 64
+MAX_CONTEXT_STRING_CHARS = 128
+MAX_SEGMENT_CHARS = 256
+PMF_TOLERANCE = 1e-6
+FALLBACK_SEGMENT = "*"
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ContextValue = Annotated[str, Field(max_length=MAX_CONTEXT_STRING_CHARS)] | FiniteFloat | StrictInt
+
+
+def _check_segment(segment: str) -> str:
+    if not 1 <= len(segment) <= MAX_SEGMENT_CHARS:
+        raise ValueError(f"must be 1-{MAX_SEGMENT_CHARS} characters")
+    if not segment.isprintable():
+        raise ValueError("must contain printable characters only")
+    return segment
+
+
+class _Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    v: Literal[1]
+    request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN)]
+    ts: FiniteFloat
+    segment: str
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_is_a_number(cls, value: object) -> object:
+        # strict mode would reject an integer timestamp, which JSON writers produce freely.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_rules(cls, segment: str) -> str:
+        return _check_segment(segment)
+
+
+def _as_float(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+class Decision(_Event):
+    """A serving node chose a threshold for one request."""
+
+    type: Literal["decision"] = "decision"
+    context: dict[str, ContextValue] = Field(default_factory=dict)
+    threshold: FiniteFloat
+    probability: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+    policy_version: Annotated[StrictInt, Field(ge=0)]
+    pmf: list[tuple[FiniteFloat, FiniteFloat]] | None = None
+
+    _floats = field_validator("threshold", "probability", mode="before")(_as_float)
+
+    @field_validator("context")
+    @classmethod
+    def _context_rules(cls, context: dict[str, ContextValue]) -> dict[str, ContextValue]:
+        if len(context) > MAX_CONTEXT_ENTRIES:
+            raise ValueError(f"at most {MAX_CONTEXT_ENTRIES} entries")
+        for key in context:
+            if not CONTEXT_KEY_PATTERN.match(key):
+                raise ValueError(f"key {key[:70]!r} must match [a-z0-9_]{{1,64}}")
+        return context
+
+    @field_validator("pmf", mode="before")
+    @classmethod
+    def _pmf_pairs(cls, pmf: object) -> object:
+        # JSON has no tuples; accept [threshold, probability] lists as pairs.
+        if isinstance(pmf, list):
+            return [tuple(pair) if isinstance(pair, list) else pair for pair in pmf]
+        return pmf
+
+    @model_validator(mode="after")
+    def _pmf_rules(self) -> Decision:
+        if self.pmf is None:
+            return self
+        if not self.pmf:
+            raise ValueError("pmf: must not be empty")
+        if any(not 0.0 <= p <= 1.0 for _, p in self.pmf):
+            raise ValueError("pmf: each probability must be in [0, 1]")
+        if abs(sum(p for _, p in self.pmf) - 1.0) > PMF_TOLERANCE:
+            raise ValueError("pmf: probabilities must sum to 1")
+        if all(not math.isclose(t, self.threshold) for t, _ in self.pmf):
+            raise ValueError("pmf: must contain the chosen threshold")
+        return self
+
+
+class Outcome(_Event):
+    """A request finished: its exact match and the tokens it generated."""
+
+    type: Literal["outcome"] = "outcome"
+    em: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+    tokens: Annotated[StrictInt, Field(ge=0)]
+    stopped_early: StrictBool | None = None
+    latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+    _floats = field_validator("em", "latency_ms", mode="before")(_as_float)
+
+
+Event = Decision | Outcome
+
+
+class RewardWeights(BaseModel):
+    """The weights a policy was built with, echoed for operators."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    em_weight: FiniteFloat
+    token_cost_per_1k: FiniteFloat
+
+
+class ArmEstimates(BaseModel):
+    """Per-arm estimates behind a policy, for operators."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    em: list[FiniteFloat]
+    tokens: list[FiniteFloat]
+    n: list[FiniteFloat]
+
+
+class Policy(BaseModel):
+    """A per-segment distribution over thresholds (controller to serving nodes)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = 1
+    segment: str
+    version: Annotated[int, Field(ge=0)]
+    issued_at: FiniteFloat
+    model_id: str = ""
+    arms: list[FiniteFloat]
+    pmf: list[FiniteFloat]
+    greedy: FiniteFloat
+    reward: RewardWeights | None = None
+    estimates: ArmEstimates | None = None
+    signature: str | None = None
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_rules(cls, segment: str) -> str:
+        return _check_segment(segment)
+
+    @model_validator(mode="after")
+    def _pmf_rules(self) -> Policy:
+        if not self.arms:
+            raise ValueError("arms: must not be empty")
+        if len(self.arms) != len(self.pmf):
+            raise ValueError("pmf: must have one entry per arm")
+        if any(not 0.0 <= p <= 1.0 for p in self.pmf):
+            raise ValueError("pmf: each entry must be in [0, 1]")
+        if abs(sum(self.pmf) - 1.0) > PMF_TOLERANCE:
+            raise ValueError("pmf: must sum to 1")
+        if all(not math.isclose(arm, self.greedy) for arm in self.arms):
+            raise ValueError("greedy: must be one of the arms")
+        return self
+
+    def probability_of(self, threshold: float) -> float:
+        """Probability the policy gives to `threshold` (0 if it is not an arm)."""
+        for arm, p in zip(self.arms, self.pmf, strict=True):
+            if math.isclose(arm, threshold):
+                return p
+        return 0.0
