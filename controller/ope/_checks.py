@@ -1,0 +1,122 @@
+"""Validation of estimator inputs, shared by every estimator.
+
+Each check converts its input to a float64 or int64 numpy array and raises a
+ValueError naming the argument and the rule it broke, so that a caller who
+joined the log wrongly learns which column is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+PMF_TOLERANCE = 1e-6
+
+
+def vector(name: str, values: NDArray[Any]) -> NDArray[np.float64]:
+    """Return `values` as a finite, non-empty 1-D float64 array."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return array
+
+
+def logged_probability(values: NDArray[Any]) -> NDArray[np.float64]:
+    """Return propensities p_i, each in (0, 1]: a logged arm was drawn, so p_i > 0."""
+    array = vector("logged_probability", values)
+    if np.any(array <= 0.0) or np.any(array > 1.0):
+        raise ValueError("logged_probability must be in (0, 1]")
+    return array
+
+
+def target_probability(values: NDArray[Any]) -> NDArray[np.float64]:
+    """Return target probabilities π(a_i|x_i), each in [0, 1]."""
+    array = vector("target_probability", values)
+    if np.any(array < 0.0) or np.any(array > 1.0):
+        raise ValueError("target_probability must be in [0, 1]")
+    return array
+
+
+def target_pmf(values: NDArray[Any]) -> NDArray[np.float64]:
+    """Return an n x K matrix whose rows are pmfs over the arms."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:  # noqa: PLR2004
+        raise ValueError(f"target_pmf must be a non-empty n x K matrix, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("target_pmf must be finite (no NaN or inf)")
+    if np.any(array < 0.0) or np.any(array > 1.0):
+        raise ValueError("target_pmf entries must be in [0, 1]")
+    if np.any(np.abs(array.sum(axis=1) - 1.0) > PMF_TOLERANCE):
+        raise ValueError(f"target_pmf rows must sum to 1 (within {PMF_TOLERANCE})")
+    return array
+
+
+def indices(name: str, values: NDArray[Any], upper: int | None = None) -> NDArray[np.int64]:
+    """Return a 1-D array of integer indices in [0, upper), or >= 0 when upper is None."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be >= 0")
+    if upper is not None and np.any(array >= upper):
+        raise ValueError(f"{name} must be < {upper}")
+    return array.astype(np.int64)
+
+
+def same_length(**arrays: NDArray[Any]) -> int:
+    """Return the common length of `arrays`, or raise naming the lengths."""
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"inputs must have the same length, got {lengths}")
+    return next(iter(lengths.values()))
+
+
+def confidence(level: float) -> float:
+    """Return a confidence level strictly between 0 and 1."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {level}")
+    return float(level)
+
+
+def arm_probability(pmf: NDArray[np.float64], arm: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Return pmf[i, arm[i]] for every row i: the probability of the logged arm."""
+    return pmf[np.arange(pmf.shape[0]), arm]
+
+
+def matches_pmf(
+    target_prob: NDArray[np.float64], pmf: NDArray[np.float64], arm: NDArray[np.int64]
+) -> None:
+    """Raise unless target_probability[i] == target_pmf[i, arm[i]] (within the pmf tolerance)."""
+    if np.any(np.abs(arm_probability(pmf, arm) - target_prob) > PMF_TOLERANCE):
+        raise ValueError("target_probability must equal target_pmf[i, arm[i]] on every row")
+
+
+def optional_pmf(
+    target_prob: NDArray[Any], pmf: NDArray[Any] | None, arm: NDArray[Any] | None
+) -> None:
+    """Check an optional (target_pmf, arm) pair against target_probability.
+
+    Both or neither must be given; when given, they must have n rows and
+    agree with target_probability on the logged arm.
+    """
+    if (pmf is None) != (arm is None):
+        raise ValueError("target_pmf and arm must be given together")
+    if pmf is None or arm is None:
+        return
+    target = target_probability(target_prob)
+    matrix = target_pmf(pmf)
+    arms = indices("arm", arm, matrix.shape[1])
+    same_length(target_probability=target, target_pmf=matrix, arm=arms)
+    matches_pmf(target, matrix, arms)
