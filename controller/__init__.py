@@ -1,0 +1,1 @@
+"""The controller: config, reward, learners, the daemon loop, simulate, replay, the CLI."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -21,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 DEFAULT_ARMS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -200,7 +203,7 @@ class StopbanditConfig(BaseSettings):
         return self.model_dump(mode="json")
 
 
-def _field_of(error: Any) -> str:
+def _field_of(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"])
     if not location and message.startswith("Value error, ") and ":" in message:
@@ -209,14 +212,17 @@ def _field_of(error: Any) -> str:
     return location or "config"
 
 
-def _reason_of(error: Any) -> str:
+def _reason_of(error: ErrorDetails) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error["loc"] and ":" in message:
         return message.split(":", 1)[1].strip()
     return message
 
 
-def load_config(path: Path | None = None, **overrides: Any) -> StopbanditConfig:
+def load_config(
+    path: Path | None = None,
+    **overrides: Any,  # noqa: ANN401 - any field of the model, validated by it
+) -> StopbanditConfig:
     """Load and validate the configuration.
 
     Args:

@@ -1,0 +1,1 @@
+"""Policies: the wire object, the exploration rule, the builder, and the serving-node client."""

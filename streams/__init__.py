@@ -1,0 +1,1 @@
+"""Wire schema, decoding, the join, and the Kafka and file edges."""

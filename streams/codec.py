@@ -62,15 +62,19 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
     if not isinstance(document, dict):
         raise InvalidEventError("json", "value: must be a JSON object")
     event_type = document.get("type")
-    model: type[Decision] | type[Outcome]
+    model: type[Decision | Outcome]
     if event_type == "decision":
         model = Decision
     elif event_type == "outcome":
         model = Outcome
     else:
-        raise InvalidEventError("type", f"type: must be 'decision' or 'outcome', got {event_type!r}")
+        raise InvalidEventError(
+            "type", f"type: must be 'decision' or 'outcome', got {event_type!r}"
+        )
     if document.get("v") != 1:
-        raise InvalidEventError("version", f"{event_type}.v: unsupported version {document.get('v')!r}")
+        raise InvalidEventError(
+            "version", f"{event_type}.v: unsupported version {document.get('v')!r}"
+        )
     try:
         event = model.model_validate(document)
     except ValidationError as error:

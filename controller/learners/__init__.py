@@ -1,0 +1,1 @@
+"""Outcome models behind the policies (Vowpal Wabbit regressions and per-arm statistics)."""

@@ -1,0 +1,1 @@
+"""Simulated fleets shipped with the package (the format is in shared/SCHEMA.md)."""

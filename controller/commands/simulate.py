@@ -1,0 +1,138 @@
+"""`stopbandit simulate`: run a scenario's simulated fleet against the controller in-process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from controller.commands import UsageError
+from controller.config import StopbanditConfig, load_config
+from controller.core import ControllerCore
+from controller.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from controller.simulate import ControllerAgent, Simulation
+from streams.files import event_log_writer
+
+if TYPE_CHECKING:
+    from streams.files import EventLogWriter
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `simulate` subcommand."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a simulated fleet against the controller, in-process",
+        description=(
+            "Simulate a fleet (a scenario file) drawing thresholds from the controller's "
+            "policies and feeding decisions and outcomes back through the join and learners."
+        ),
+    )
+    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML")
+    parser.add_argument("--interactions", type=int, default=100_000, help="requests to simulate")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run)")
+    parser.add_argument("--token-cost", type=float, help="reward.token_cost_per_1k")
+    parser.add_argument("--em-weight", type=float, help="reward.em_weight")
+    parser.add_argument(
+        "--default-arm", type=float, help="threshold to start from (default: the reference arm)"
+    )
+    parser.add_argument("--config", type=Path, help="controller config YAML")
+    parser.add_argument(
+        "--publish-every", type=int, default=1000, help="republish policies every N interactions"
+    )
+    parser.add_argument("--log-events", type=Path, help="write every event as JSON lines (.gz ok)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def simulation_config(
+    scenario: Scenario,
+    config_path: Path | None,
+    *,
+    token_cost: float | None = None,
+    em_weight: float | None = None,
+    default_arm: float | None = None,
+) -> StopbanditConfig:
+    """The controller config for a simulated run: the file, the scenario's arms, and flags."""
+    base = load_config(config_path)
+    reward: dict[str, float] = base.reward.model_dump()
+    if token_cost is not None:
+        reward["token_cost_per_1k"] = token_cost
+    if em_weight is not None:
+        reward["em_weight"] = em_weight
+    return load_config(
+        config_path,
+        arms=scenario.arms,
+        reference_arm=scenario.reference_arm,
+        default_arm=scenario.reference_arm if default_arm is None else default_arm,
+        reward=reward,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulation and print its report."""
+    if args.interactions < 1 or args.publish_every < 1:
+        raise UsageError("--interactions and --publish-every must be at least 1")
+    try:
+        scenario = load_scenario(args.scenario)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    config = simulation_config(
+        scenario,
+        args.config,
+        token_cost=args.token_cost,
+        em_weight=args.em_weight,
+        default_arm=args.default_arm,
+    )
+    agent = ControllerAgent(ControllerCore(config))
+    log_context = event_log_writer(args.log_events) if args.log_events else nullcontext()
+    with log_context as log:
+        simulation = Simulation(
+            scenario,
+            agent,
+            seed=args.seed,
+            weights=config.reward,
+            fallback_arm=config.default_arm,
+            publish_every=args.publish_every,
+            log=log,
+        )
+        report = simulation.run(args.interactions)
+    if args.json:
+        json.dump(report, sys.stdout, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        print_report(report)
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """A human-readable summary of a simulation report."""
+    console = Console()
+    online, final = report["online"], report["final_policy"]
+    console.print(
+        f"[bold]{report['scenario']}[/bold]: {report['interactions']:,} interactions, "
+        f"seed {report['seed']}, {report['interactions_per_s']:,.0f} interactions/s"
+    )
+    table = Table("segment", "greedy threshold", "oracle threshold")
+    for segment, arm in final["arms"].items():
+        table.add_row(segment, f"{arm:g}", f"{report['oracle']['arms'][segment]:g}")
+    console.print(table)
+    summary = Table("", "gap closed", "token reduction", "EM change (pts)", "reward")
+    for name, figures in (("online", online), ("final policy", final)):
+        summary.add_row(
+            name,
+            f"{figures['gap_closed']:.3f}",
+            f"{figures['token_reduction']:.1%}",
+            f"{-figures['em_drop_pts']:+.2f}",
+            f"{figures['reward']:.4f}",
+        )
+    best = report["best_global"]
+    summary.add_row(
+        f"best fixed {best['arm']:g}", f"{best['gap_closed']:.3f}", "", "", f"{best['reward']:.4f}"
+    )
+    console.print(summary)

@@ -1,0 +1,164 @@
+"""Per-arm outcome statistics of one segment, forgetting slowly, resetting on drift.
+
+Each arm keeps exponentially decayed sums of EM, EM², tokens and tokens²
+(half-life `half_life` interactions of the segment), so old traffic fades.
+A second set of sums with a short half-life (`drift_window`) watches for
+change: when, for some arm, the recent mean departs from the long-run mean
+by more than `drift_z` standard errors, the long-run sums of every arm are
+replaced by the recent ones and learning continues from the new state.
+
+Decay is lazy: instead of shrinking every sum at each step, new
+observations get a growing weight (1/gamma^t), and reads divide by it. One
+update is a handful of float operations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+_RESCALE_ABOVE = 1e100
+_MIN_DRIFT_SAMPLES = 200.0
+_CHECK_EVERY = 100
+
+
+@dataclass
+class _DecayedSums:
+    """Decayed sums of count, EM, EM², tokens, tokens² per arm."""
+
+    arms: int
+    gamma: float
+    scale: float = 1.0
+    n: list[float] = field(default_factory=list)
+    em: list[float] = field(default_factory=list)
+    em2: list[float] = field(default_factory=list)
+    tok: list[float] = field(default_factory=list)
+    tok2: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("n", "em", "em2", "tok", "tok2"):
+            if not getattr(self, name):
+                setattr(self, name, [0.0] * self.arms)
+
+    def add(self, arm: int, em: float, tokens: float) -> None:
+        self.scale /= self.gamma
+        w = self.scale
+        self.n[arm] += w
+        self.em[arm] += w * em
+        self.em2[arm] += w * em * em
+        self.tok[arm] += w * tokens
+        self.tok2[arm] += w * tokens * tokens
+        if self.scale > _RESCALE_ABOVE:
+            self._rescale()
+
+    def _rescale(self) -> None:
+        s = self.scale
+        for name in ("n", "em", "em2", "tok", "tok2"):
+            setattr(self, name, [v / s for v in getattr(self, name)])
+        self.scale = 1.0
+
+    def count(self, arm: int) -> float:
+        return self.n[arm] / self.scale
+
+    def means(self, arm: int) -> tuple[float, float, float, float]:
+        """Mean EM, EM variance, mean tokens, token variance of one arm (zeros if unseen)."""
+        n = self.n[arm]
+        if n <= 0.0:
+            return 0.0, 0.0, 0.0, 0.0
+        em = self.em[arm] / n
+        tok = self.tok[arm] / n
+        return em, max(self.em2[arm] / n - em * em, 0.0), tok, max(self.tok2[arm] / n - tok * tok, 0.0)
+
+    def copy_from(self, other: _DecayedSums) -> None:
+        # Sums are stored relative to each one's scale; re-express `other`'s on ours.
+        ratio = self.scale / other.scale
+        self.n = [v * ratio for v in other.n]
+        self.em = [v * ratio for v in other.em]
+        self.em2 = [v * ratio for v in other.em2]
+        self.tok = [v * ratio for v in other.tok]
+        self.tok2 = [v * ratio for v in other.tok2]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "n": self.n,
+            "em": self.em,
+            "em2": self.em2,
+            "tok": self.tok,
+            "tok2": self.tok2,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ArmMoments:
+    """What the statistics say about one arm: decayed count, means and variances."""
+
+    n: float
+    em: float
+    em_var: float
+    tokens: float
+    tokens_var: float
+
+
+class ArmStats:
+    """Decayed per-arm statistics of one segment, with drift resets."""
+
+    def __init__(self, arms: int, half_life: float, drift_window: float, drift_z: float) -> None:
+        self.arms = arms
+        self.drift_z = drift_z
+        self.long = _DecayedSums(arms, 0.5 ** (1.0 / half_life))
+        self.recent = _DecayedSums(arms, 0.5 ** (1.0 / drift_window))
+        self.updates = 0
+        self.drifts = 0
+
+    def learn_one(self, arm: int, em: float, tokens: float) -> bool:
+        """Add one observation; return True if it revealed a drift (and reset the long sums)."""
+        self.long.add(arm, em, tokens)
+        self.recent.add(arm, em, tokens)
+        self.updates += 1
+        if self.updates % _CHECK_EVERY == 0 and self._drifted():
+            self.long.copy_from(self.recent)
+            self.drifts += 1
+            return True
+        return False
+
+    def moments(self, arm: int) -> ArmMoments:
+        """The long-run view of one arm."""
+        em, em_var, tok, tok_var = self.long.means(arm)
+        return ArmMoments(self.long.count(arm), em, em_var, tok, tok_var)
+
+    def _drifted(self) -> bool:
+        for arm in range(self.arms):
+            n_recent = self.recent.count(arm)
+            n_long = self.long.count(arm)
+            if n_recent < _MIN_DRIFT_SAMPLES or n_long < 2.0 * n_recent:
+                continue
+            em_l, em_var, tok_l, tok_var = self.long.means(arm)
+            em_r, _, tok_r, _ = self.recent.means(arm)
+            # The recent sums are a part of the long ones, so the difference's
+            # variance is var * (1/n_recent - 1/n_long), not the sum of both.
+            spread = 1.0 / n_recent - 1.0 / n_long
+            em_se = math.sqrt(max(em_var, 1e-4) * spread)
+            tok_se = math.sqrt(max(tok_var, 1e-6 * tok_l * tok_l + 1.0) * spread)
+            if abs(em_r - em_l) > self.drift_z * em_se or abs(tok_r - tok_l) > self.drift_z * tok_se:
+                return True
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        """State as JSON-ready data."""
+        return {
+            "long": self.long.to_json(),
+            "recent": self.recent.to_json(),
+            "updates": self.updates,
+            "drifts": self.drifts,
+        }
+
+    def load_json(self, state: dict[str, Any]) -> None:
+        """Restore state written by `to_json`."""
+        for name in ("long", "recent"):
+            sums: _DecayedSums = getattr(self, name)
+            for key, value in state[name].items():
+                setattr(sums, key, value)
+        self.updates = int(state["updates"])
+        self.drifts = int(state["drifts"])

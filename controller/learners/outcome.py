@@ -1,0 +1,240 @@
+"""Two outcome models, EM and tokens, per (segment, arm): what the policies are built from.
+
+ARCHITECTURE.md's numbers say: learn EM and tokens separately and compute
+the reward only when a policy is built. Each arm's estimate combines
+
+- the segment's own decayed statistics (`ArmStats`): exact, efficient, and
+  drift-aware where a segment has traffic, and
+- a Vowpal Wabbit regression per outcome over shared features (segment id,
+  the decision's context such as task and model) crossed with the arm
+  (`-q sa`), trained on every segment, importance-weighted by the logged
+  propensity: the prior that lets a rare or new segment borrow from its
+  neighbours before it has data of its own.
+
+The two are combined as a prior worth `prior_weight` observations (scaled
+down while the arm has little data across all segments) plus the data:
+mean = (n0 * prior + n * data_mean) / (n0 + n).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from controller.learners.arm_stats import ArmStats
+from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from numpy.typing import NDArray
+
+    from controller.config import LearnerConfig
+    from streams.events import ContextValue
+    from streams.join import Interaction
+
+TOKENS_SCALE = 1000.0
+_EM_VAR_FLOOR = 0.01
+_DEFAULT_TOKEN_CV = 1.0
+_PRIOR_SUPPORT_FACTOR = 10.0
+_UNKNOWN_EM_SD = 0.5
+
+
+@dataclass(frozen=True)
+class OutcomeEstimates:
+    """Per-arm estimates of one segment; `*_sd` are standard errors of the means.
+
+    `n` counts the segment's own (decayed) observations; `support` adds the
+    prior's pseudo-observations.
+    """
+
+    em: NDArray[np.float64]
+    em_sd: NDArray[np.float64]
+    tokens: NDArray[np.float64]
+    tokens_sd: NDArray[np.float64]
+    n: NDArray[np.float64]
+    support: NDArray[np.float64]
+
+
+def _feature_token(text: str) -> str:
+    # VW text format reserves space, ':' and '|'; a short digest is unambiguous and safe.
+    if text.isascii() and text.replace("_", "").replace(".", "").replace("-", "").isalnum():
+        return text
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def shared_features(segment: str, context: Mapping[str, ContextValue]) -> str:
+    """The `|s` namespace of a segment: its id and its context, in VW text format."""
+    parts = [f"seg={_feature_token(segment)}"]
+    for key in sorted(context):
+        value = context[key]
+        if isinstance(value, str):
+            parts.append(f"{key}={_feature_token(value)}")
+        else:
+            parts.append(f"{key}:{float(value)!r}")
+    return "|s " + " ".join(parts)
+
+
+class OutcomeLearner:
+    """EM and token estimates per (segment, arm), learned one interaction at a time."""
+
+    def __init__(
+        self,
+        arms: Sequence[float],
+        config: LearnerConfig,
+        backend: Backend | None = None,
+    ) -> None:
+        self.arms = list(arms)
+        self.config = config
+        self.backend = backend or available_backend(config.backend)
+        # Interactions are stored in the model file; the learning rate is not.
+        self._vw_args = [
+            "--quiet",
+            "--learning_rate",
+            str(config.learning_rate),
+            "--power_t",
+            str(config.power_t),
+        ]
+        interactions = [flag for pair in config.interactions for flag in ("-q", pair)]
+        self.em_model: Regressor = make_regressor([*self._vw_args, *interactions], self.backend)
+        self.tokens_model: Regressor = make_regressor(
+            [*self._vw_args, *interactions], self.backend
+        )
+        self.stats: dict[str, ArmStats] = {}
+        self.contexts: dict[str, dict[str, ContextValue]] = {}
+        self._shared: dict[str, str] = {}
+        self.arm_counts = [0] * len(self.arms)
+        self.learned = 0
+
+    def learn_one(self, interaction: Interaction, arm: int) -> bool:
+        """Update both models with one interaction whose threshold is `arms[arm]`.
+
+        Returns:
+            True if the segment's statistics detected a drift and reset.
+        """
+        segment = interaction.segment
+        shared = self._shared_for(segment, interaction.context)
+        weight = min(1.0 / interaction.probability, self.config.max_importance_weight)
+        action = f"|a a{arm}"
+        self.em_model.learn_one(f"{interaction.em!r} {weight!r} {shared} {action}")
+        self.tokens_model.learn_one(
+            f"{interaction.tokens / TOKENS_SCALE!r} {weight!r} {shared} {action}"
+        )
+        stats = self.stats.get(segment)
+        if stats is None:
+            stats = self.stats[segment] = ArmStats(
+                len(self.arms),
+                self.config.half_life,
+                self.config.drift_window,
+                self.config.drift_z,
+            )
+        self.arm_counts[arm] += 1
+        self.learned += 1
+        return stats.learn_one(arm, interaction.em, float(interaction.tokens))
+
+    def _shared_for(self, segment: str, context: dict[str, ContextValue]) -> str:
+        if self.contexts.get(segment) != context:
+            self.contexts[segment] = context
+            self._shared[segment] = shared_features(segment, context)
+        return self._shared[segment]
+
+    def prior(self, segment: str) -> tuple[list[float], list[float]]:
+        """The VW models' EM and token predictions for every arm of `segment`."""
+        shared = self._shared.get(segment) or shared_features(segment, {})
+        em = [self.em_model.predict_one(f"{shared} |a a{k}") for k in range(len(self.arms))]
+        tokens = [
+            self.tokens_model.predict_one(f"{shared} |a a{k}") * TOKENS_SCALE
+            for k in range(len(self.arms))
+        ]
+        return em, tokens
+
+    def estimates(self, segment: str) -> OutcomeEstimates:
+        """Per-arm estimates for `segment` (a segment never seen gets the prior alone)."""
+        prior_em, prior_tokens = self.prior(segment)
+        stats = self.stats.get(segment)
+        moments = [stats.moments(k) if stats else None for k in range(len(self.arms))]
+        token_cv = _pooled_token_cv(moments)
+        k_arms = len(self.arms)
+        em, em_sd = np.zeros(k_arms), np.zeros(k_arms)
+        tokens, tokens_sd = np.zeros(k_arms), np.zeros(k_arms)
+        n, support = np.zeros(k_arms), np.zeros(k_arms)
+        for k in range(k_arms):
+            n0 = self._prior_weight(k)
+            m = moments[k]
+            count = m.n if m else 0.0
+            total = n0 + count
+            n[k], support[k] = count, total
+            if total <= 0.0:
+                em[k], em_sd[k] = min(max(prior_em[k], 0.0), 1.0), _UNKNOWN_EM_SD
+                tokens[k] = max(prior_tokens[k], 0.0)
+                tokens_sd[k] = max(tokens[k], TOKENS_SCALE)
+                continue
+            data_em = m.em if m else 0.0
+            data_tok = m.tokens if m else 0.0
+            em[k] = min(max((n0 * prior_em[k] + count * data_em) / total, 0.0), 1.0)
+            tokens[k] = max((n0 * prior_tokens[k] + count * data_tok) / total, 0.0)
+            em_var = m.em_var if m and count >= 2.0 else em[k] * (1.0 - em[k])  # noqa: PLR2004
+            tok_var = (
+                m.tokens_var if m and count >= 2.0 else (token_cv * tokens[k]) ** 2  # noqa: PLR2004
+            )
+            em_sd[k] = math.sqrt(max(em_var, _EM_VAR_FLOOR) / total)
+            tokens_sd[k] = math.sqrt(max(tok_var, 1.0) / total)
+        return OutcomeEstimates(em, em_sd, tokens, tokens_sd, n, support)
+
+    def _prior_weight(self, arm: int) -> float:
+        # The shared model is credible for an arm only once it has seen it widely.
+        full_at = _PRIOR_SUPPORT_FACTOR * max(self.config.prior_weight, 1.0)
+        return self.config.prior_weight * min(1.0, self.arm_counts[arm] / full_at)
+
+    def snapshot(self) -> dict[str, Any]:
+        """State as JSON-ready data (models base64-encoded in VW's format)."""
+        return {
+            "arms": self.arms,
+            "em_model": base64.b64encode(self.em_model.serialize()).decode(),
+            "tokens_model": base64.b64encode(self.tokens_model.serialize()).decode(),
+            "stats": {segment: s.to_json() for segment, s in self.stats.items()},
+            "contexts": self.contexts,
+            "arm_counts": self.arm_counts,
+            "learned": self.learned,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a `snapshot` (from either VW binding), replacing the current state."""
+        if [float(a) for a in state["arms"]] != self.arms:
+            raise ValueError(f"checkpoint arms {state['arms']} differ from config arms {self.arms}")
+        self.em_model = make_regressor(
+            self._vw_args, self.backend, base64.b64decode(state["em_model"])
+        )
+        self.tokens_model = make_regressor(
+            self._vw_args, self.backend, base64.b64decode(state["tokens_model"])
+        )
+        self.stats = {}
+        for segment, stats_state in state["stats"].items():
+            stats = ArmStats(
+                len(self.arms),
+                self.config.half_life,
+                self.config.drift_window,
+                self.config.drift_z,
+            )
+            stats.load_json(stats_state)
+            self.stats[segment] = stats
+        self.contexts = {}
+        self._shared = {}
+        for segment, context in state["contexts"].items():
+            self._shared_for(segment, context)
+        self.arm_counts = list(state["arm_counts"])
+        self.learned = int(state["learned"])
+
+
+def _pooled_token_cv(moments: Sequence[Any]) -> float:
+    cvs = [
+        math.sqrt(m.tokens_var) / m.tokens
+        for m in moments
+        if m is not None and m.n >= 10.0 and m.tokens > 0.0  # noqa: PLR2004
+    ]
+    return sum(cvs) / len(cvs) if cvs else _DEFAULT_TOKEN_CV

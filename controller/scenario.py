@@ -1,0 +1,164 @@
+"""Simulated fleets (the scenario format of shared/SCHEMA.md) and their ground truth.
+
+The controller never reads these; the simulator, the fleet command and the
+benchmarks do. `Truth` is the scenario's state at one moment (after the
+drift events applied so far): expected EM, tokens and reward of every
+(segment, arm), the oracle's arms, and traffic shares.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streams.events import ContextValue
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from controller.config import RewardConfig
+
+SHIPPED_DIR = Path(__file__).parent / "scenarios"
+DEFAULT_SCENARIO = SHIPPED_DIR / "mixed-reasoning.yaml"
+
+CurvePoint = tuple[
+    Annotated[float, Field(ge=0.0, allow_inf_nan=False)],
+    Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)],
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SegmentSpec(_Strict):
+    """One traffic segment: its features, traffic, and response curve."""
+
+    key: str
+    features: dict[str, ContextValue] = Field(default_factory=dict)
+    traffic: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    base_tokens: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    token_cv: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.5
+    curve: dict[str, CurvePoint]
+
+
+class DriftSpec(_Strict):
+    """A change applied when the run reaches `at` interactions."""
+
+    at: Annotated[int, Field(ge=0)]
+    segment: str
+    curve: dict[str, CurvePoint] | None = None
+    traffic: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+
+class Scenario(_Strict):
+    """A simulated fleet."""
+
+    name: str
+    description: str = ""
+    arms: list[float]
+    reference_arm: float
+    segments: list[SegmentSpec]
+    drift: list[DriftSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        keys = {s.key for s in self.segments}
+        if len(keys) != len(self.segments):
+            raise ValueError("segments: keys must be unique")
+        if not any(math.isclose(a, self.reference_arm) for a in self.arms):
+            raise ValueError("reference_arm: must be one of the arms")
+        curves = [(s.key, s.curve) for s in self.segments]
+        curves += [(d.segment, d.curve) for d in self.drift if d.curve is not None]
+        for key, curve in curves:
+            points = {float(t) for t in curve}
+            if points != {float(a) for a in self.arms}:
+                raise ValueError(f"curve of {key}: needs exactly one point per arm")
+        for d in self.drift:
+            if d.segment not in keys:
+                raise ValueError(f"drift: unknown segment {d.segment!r}")
+        if sum(s.traffic for s in self.segments) <= 0.0:
+            raise ValueError("segments: total traffic must be positive")
+        return self
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file.
+
+    Raises:
+        ValueError: unreadable or invalid, with the field and the reason.
+    """
+    try:
+        return Scenario.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"scenario {path}: cannot read ({error})") from None
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "scenario"
+        raise ValueError(f"scenario {path}: {where}: {first['msg']}") from None
+
+
+def _curve_arrays(
+    curve: dict[str, CurvePoint], arms: list[float]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    by_arm = {float(t): point for t, point in curve.items()}
+    fractions = np.array([by_arm[a][0] for a in arms])
+    em = np.array([by_arm[a][1] for a in arms])
+    return fractions, em
+
+
+class Truth:
+    """The scenario's state at one moment; `apply` moves it through drift events."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.arms = list(scenario.arms)
+        self.keys = [s.key for s in scenario.segments]
+        self.features = [dict(s.features) for s in scenario.segments]
+        self.base_tokens = np.array([s.base_tokens for s in scenario.segments])
+        self.token_cv = np.array([s.token_cv for s in scenario.segments])
+        self.traffic = np.array([s.traffic for s in scenario.segments])
+        pairs = [_curve_arrays(s.curve, self.arms) for s in scenario.segments]
+        self.token_fraction = np.stack([p[0] for p in pairs])
+        self.em = np.stack([p[1] for p in pairs])
+        self.reference = self.arms.index(
+            next(a for a in self.arms if math.isclose(a, scenario.reference_arm))
+        )
+
+    def apply(self, drift: DriftSpec) -> None:
+        """Apply one drift event."""
+        index = self.keys.index(drift.segment)
+        if drift.curve is not None:
+            fractions, em = _curve_arrays(drift.curve, self.arms)
+            self.token_fraction = self.token_fraction.copy()
+            self.em = self.em.copy()
+            self.token_fraction[index], self.em[index] = fractions, em
+        if drift.traffic is not None:
+            self.traffic = self.traffic.copy()
+            self.traffic[index] = drift.traffic
+
+    @property
+    def share(self) -> NDArray[np.float64]:
+        """Traffic share of each segment (sums to 1)."""
+        return np.asarray(self.traffic / self.traffic.sum(), dtype=np.float64)
+
+    @property
+    def tokens(self) -> NDArray[np.float64]:
+        """Expected tokens per (segment, arm)."""
+        return np.asarray(self.base_tokens[:, None] * self.token_fraction, dtype=np.float64)
+
+    def rewards(self, weights: RewardConfig) -> NDArray[np.float64]:
+        """Expected reward per (segment, arm)."""
+        return np.asarray(
+            weights.em_weight * self.em - weights.token_cost_per_1k * self.tokens / 1000.0,
+            dtype=np.float64,
+        )
+
+    def oracle_arms(self, weights: RewardConfig) -> NDArray[np.int64]:
+        """Best arm index per segment."""
+        return np.asarray(np.argmax(self.rewards(weights), axis=1), dtype=np.int64)
