@@ -104,15 +104,21 @@ def matches_pmf(
 
 
 def optional_pmf(
-    target_prob: NDArray[Any], pmf: NDArray[Any] | None, arm: NDArray[Any] | None
+    target_prob: NDArray[Any],
+    pmf: NDArray[Any] | None,
+    arm: NDArray[Any] | None,
+    group: NDArray[Any] | None = None,
 ) -> None:
-    """Check an optional (target_pmf, arm) pair against target_probability.
+    """Check an optional (target_pmf, arm[, group]) set against target_probability.
 
-    Both or neither must be given; when given, they must have n rows and
-    agree with target_probability on the logged arm.
+    target_pmf and arm come together or not at all, and group only with
+    them (it is used for support warnings alone); when given, they must have
+    n rows and agree with target_probability on the logged arm.
     """
     if (pmf is None) != (arm is None):
         raise ValueError("target_pmf and arm must be given together")
+    if group is not None and pmf is None:
+        raise ValueError("group is only used with target_pmf and arm")
     if pmf is None or arm is None:
         return
     target = target_probability(target_prob)

@@ -85,7 +85,7 @@ def ips(
     weights = importance_weights(target_probability, logged_probability)
     outcome = _checks.vector("y", y)
     n = _checks.same_length(weights=weights, y=outcome)
-    _checks.optional_pmf(target_probability, target_pmf, arm)
+    _checks.optional_pmf(target_probability, target_pmf, arm, group)
     terms = weights * outcome
     low, high, std_error = intervals.wald_interval(terms, confidence)
     return Estimate(

@@ -66,7 +66,7 @@ def snips(
     weights = importance_weights(target_probability, logged_probability)
     outcome = _checks.vector("y", y)
     n = _checks.same_length(weights=weights, y=outcome)
-    _checks.optional_pmf(target_probability, target_pmf, arm)
+    _checks.optional_pmf(target_probability, target_pmf, arm, group)
     warnings = intervals.diagnose(
         weights,
         target_pmf=target_pmf,

@@ -33,6 +33,7 @@ WEIGHTED_CASES = [
     ({"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
     ({"confidence": 0.0}, r"confidence must be in \(0, 1\)"),
     ({"target_pmf": np.array([[0.5, 0.5], [0, 1.0], [1.0, 0]])}, "must be given together"),
+    ({"group": np.array([0, 0, 1])}, "group is only used with target_pmf and arm"),
     (
         {"target_pmf": np.array([[0.5, 0.5], [0, 1.0], [1.0, 0]]), "arm": np.array([0, 0, 1])},
         "target_probability must equal target_pmf",
