@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# stopbandit controller image: `stopbandit run --config /etc/stopbandit/config.yaml`.
+# The Helm chart mounts the config there and runs the container as UID 10001
+# with a read-only root filesystem and an emptyDir at /tmp.
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# The venv lives at the same path in both stages: its scripts' shebangs are absolute.
+RUN python -m venv /opt/stopbandit
+WORKDIR /src
+# Dependencies first, pinned, so a source change does not reinstall them.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN /opt/stopbandit/bin/pip install --require-virtualenv -r requirements/runtime.txt
+COPY pyproject.toml README.md* ./
+COPY controller/ controller/
+COPY policies/ policies/
+COPY streams/ streams/
+# --no-deps: everything the package needs is already pinned above.
+RUN /opt/stopbandit/bin/pip install --require-virtualenv --no-deps . \
+    && /opt/stopbandit/bin/pip check
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="stopbandit" \
+      org.opencontainers.image.description="Online contextual-bandit controller for LLM early-stopping thresholds" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 stopbandit \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin stopbandit
+COPY --from=build /opt/stopbandit /opt/stopbandit
+# The root filesystem is read-only at run time: no bytecode caches, and
+# matplotlib's cache goes to the /tmp emptyDir.
+ENV PATH=/opt/stopbandit/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+WORKDIR /var/lib/stopbandit
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["stopbandit"]
+CMD ["run", "--config", "/etc/stopbandit/config.yaml"]
