@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from controller.learners.outcome import OutcomeEstimates, OutcomeLearner
-from controller.reward import reward, reward_sd
+from controller.reward import reward, reward_cov
 from policies.builder import ArmBeliefs, PolicyBuilder
 from streams.codec import InvalidEventError
 from streams.events import FALLBACK_SEGMENT, Decision, Event, Outcome, Policy, RewardWeights
@@ -100,7 +100,7 @@ class ControllerCore:
         rewards = self.config.reward
         return ArmBeliefs(
             reward=reward(estimates.em, estimates.tokens, rewards),
-            reward_sd=reward_sd(estimates.em_sd, estimates.tokens_sd, rewards),
+            reward_cov=reward_cov(estimates.em_cov, estimates.tokens_cov, rewards),
             support=estimates.support,
             em=estimates.em,
             tokens=estimates.tokens,
@@ -114,18 +114,11 @@ class ControllerCore:
             return self._beliefs_of(self.learner.estimates(FALLBACK_SEGMENT))
         traffic = np.array([e.n.sum() for e in known])
         share = traffic / traffic.sum() if traffic.sum() > 0 else np.full(len(known), 1 / len(known))
-
-        def mix(values: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-            return np.asarray(np.tensordot(share, np.stack(values), axes=1))
-
-        def mix_sd(values: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-            return np.sqrt(np.tensordot(share**2, np.stack(values) ** 2, axes=1))
-
         pooled = OutcomeEstimates(
-            em=mix([e.em for e in known]),
-            em_sd=mix_sd([e.em_sd for e in known]),
-            tokens=mix([e.tokens for e in known]),
-            tokens_sd=mix_sd([e.tokens_sd for e in known]),
+            em=np.tensordot(share, np.stack([e.em for e in known]), axes=1),
+            em_cov=np.tensordot(share**2, np.stack([e.em_cov for e in known]), axes=1),
+            tokens=np.tensordot(share, np.stack([e.tokens for e in known]), axes=1),
+            tokens_cov=np.tensordot(share**2, np.stack([e.tokens_cov for e in known]), axes=1),
             n=np.sum([e.n for e in known], axis=0),
             support=np.sum([e.support for e in known], axis=0),
         )

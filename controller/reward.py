@@ -35,7 +35,11 @@ def reward(
     return weights.em_weight * em - weights.token_cost_per_1k * tokens / TOKENS_PER_UNIT
 
 
-def reward_sd(em_sd: NDArray[np.float64], tokens_sd: NDArray[np.float64], weights: RewardConfig) -> NDArray[np.float64]:
-    """Standard deviation of a reward estimate from independent EM and token estimates."""
+def reward_cov(
+    em_cov: NDArray[np.float64], tokens_cov: NDArray[np.float64], weights: RewardConfig
+) -> NDArray[np.float64]:
+    """Covariance of per-arm reward estimates from independent EM and token estimates."""
     token_weight = weights.token_cost_per_1k / TOKENS_PER_UNIT
-    return np.sqrt((weights.em_weight * em_sd) ** 2 + (token_weight * tokens_sd) ** 2)
+    return np.asarray(
+        weights.em_weight**2 * em_cov + token_weight**2 * tokens_cov, dtype=np.float64
+    )

@@ -28,7 +28,7 @@ class ArmBeliefs:
     """What the learners believe about each arm of one segment."""
 
     reward: NDArray[np.float64]
-    reward_sd: NDArray[np.float64]
+    reward_cov: NDArray[np.float64]
     support: NDArray[np.float64]
     em: NDArray[np.float64]
     tokens: NDArray[np.float64]
@@ -69,7 +69,7 @@ class PolicyBuilder:
         entry (by more than `PMF_CHANGE_TOLERANCE`) differ; `force` issues it anyway.
         """
         result = explore(
-            beliefs.reward, beliefs.reward_sd, beliefs.support, self.default_arm, self.exploration
+            beliefs.reward, beliefs.reward_cov, beliefs.support, self.default_arm, self.exploration
         )
         pmf = _rounded_pmf(result.pmf)
         greedy = self.arms[result.greedy]

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmStats
+from controller.learners.arm_stats import ArmMoments, ArmStats
+from controller.learners.smoothing import smooth_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 
 if TYPE_CHECKING:
@@ -42,23 +43,34 @@ TOKENS_SCALE = 1000.0
 _EM_VAR_FLOOR = 0.01
 _DEFAULT_TOKEN_CV = 1.0
 _PRIOR_SUPPORT_FACTOR = 10.0
-_UNKNOWN_EM_SD = 0.5
+_EM_LEVEL_SD = 1.0
+_TOKEN_LEVEL_SD = 1e6
 
 
 @dataclass(frozen=True)
 class OutcomeEstimates:
-    """Per-arm estimates of one segment; `*_sd` are standard errors of the means.
+    """Per-arm posterior of one segment: means and covariances of EM and tokens.
 
     `n` counts the segment's own (decayed) observations; `support` adds the
     prior's pseudo-observations.
     """
 
     em: NDArray[np.float64]
-    em_sd: NDArray[np.float64]
+    em_cov: NDArray[np.float64]
     tokens: NDArray[np.float64]
-    tokens_sd: NDArray[np.float64]
+    tokens_cov: NDArray[np.float64]
     n: NDArray[np.float64]
     support: NDArray[np.float64]
+
+    @property
+    def em_sd(self) -> NDArray[np.float64]:
+        """Standard error of each arm's EM."""
+        return np.sqrt(np.diag(self.em_cov))
+
+    @property
+    def tokens_sd(self) -> NDArray[np.float64]:
+        """Standard error of each arm's tokens."""
+        return np.sqrt(np.diag(self.tokens_cov))
 
 
 def _feature_token(text: str) -> str:
@@ -123,7 +135,7 @@ class OutcomeLearner:
         action = f"|a a{arm}"
         self.em_model.learn_one(f"{interaction.em!r} {weight!r} {shared} {action}")
         self.tokens_model.learn_one(
-            f"{interaction.tokens / TOKENS_SCALE!r} {weight!r} {shared} {action}"
+            f"{math.log1p(interaction.tokens)!r} {weight!r} {shared} {action}"
         )
         stats = self.stats.get(segment)
         if stats is None:
@@ -143,26 +155,48 @@ class OutcomeLearner:
             self._shared[segment] = shared_features(segment, context)
         return self._shared[segment]
 
-    def prior(self, segment: str) -> tuple[list[float], list[float]]:
-        """The VW models' EM and token predictions for every arm of `segment`."""
+    def prior(
+        self, segment: str, moments: Sequence[ArmMoments | None]
+    ) -> tuple[list[float], list[float]]:
+        """What the shared models say of every arm of `segment`: EM and tokens.
+
+        The models are additive in EM and in log tokens, so their *differences*
+        between arms are what other segments teach; the level is the
+        segment's own, taken from its most-observed arm (the anchor). A
+        segment with no data of its own gets the models' levels too.
+        """
         shared = self._shared.get(segment) or shared_features(segment, {})
-        em = [self.em_model.predict_one(f"{shared} |a a{k}") for k in range(len(self.arms))]
-        tokens = [
-            self.tokens_model.predict_one(f"{shared} |a a{k}") * TOKENS_SCALE
-            for k in range(len(self.arms))
-        ]
-        return em, tokens
+        arms = range(len(self.arms))
+        em = [self.em_model.predict_one(f"{shared} |a a{k}") for k in arms]
+        log_tokens = [self.tokens_model.predict_one(f"{shared} |a a{k}") for k in arms]
+        counts = [m.n if m else 0.0 for m in moments]
+        anchor = max(arms, key=counts.__getitem__)
+        anchor_moments = moments[anchor]
+        if anchor_moments is None or counts[anchor] <= 0.0:
+            return em, [math.expm1(v) for v in log_tokens]
+        em_shift = anchor_moments.em - em[anchor]
+        token_ratio = max(anchor_moments.tokens, 1.0)
+        return (
+            [v + em_shift for v in em],
+            [token_ratio * math.exp(v - log_tokens[anchor]) for v in log_tokens],
+        )
 
     def estimates(self, segment: str) -> OutcomeEstimates:
-        """Per-arm estimates for `segment` (a segment never seen gets the prior alone)."""
-        prior_em, prior_tokens = self.prior(segment)
+        """Per-arm posterior for `segment` (a segment never seen gets the prior alone).
+
+        Each arm's own data and the shared model's prediction (worth
+        `_prior_weight` observations) make one observation per arm; the
+        smoothness prior over ordered arms (`smoothing`) then shares
+        information between neighbours.
+        """
         stats = self.stats.get(segment)
-        moments = [stats.moments(k) if stats else None for k in range(len(self.arms))]
-        token_cv = _pooled_token_cv(moments)
         k_arms = len(self.arms)
-        em, em_sd = np.zeros(k_arms), np.zeros(k_arms)
-        tokens, tokens_sd = np.zeros(k_arms), np.zeros(k_arms)
+        moments = [stats.moments(k) if stats else None for k in range(k_arms)]
+        prior_em, prior_tokens = self.prior(segment, moments)
+        token_cv = _pooled_token_cv(moments)
         n, support = np.zeros(k_arms), np.zeros(k_arms)
+        em_y, em_precision = np.zeros(k_arms), np.zeros(k_arms)
+        tok_y, tok_precision = np.zeros(k_arms), np.zeros(k_arms)
         for k in range(k_arms):
             n0 = self._prior_weight(k)
             m = moments[k]
@@ -170,21 +204,36 @@ class OutcomeLearner:
             total = n0 + count
             n[k], support[k] = count, total
             if total <= 0.0:
-                em[k], em_sd[k] = min(max(prior_em[k], 0.0), 1.0), _UNKNOWN_EM_SD
-                tokens[k] = max(prior_tokens[k], 0.0)
-                tokens_sd[k] = max(tokens[k], TOKENS_SCALE)
                 continue
-            data_em = m.em if m else 0.0
-            data_tok = m.tokens if m else 0.0
-            em[k] = min(max((n0 * prior_em[k] + count * data_em) / total, 0.0), 1.0)
-            tokens[k] = max((n0 * prior_tokens[k] + count * data_tok) / total, 0.0)
-            em_var = m.em_var if m and count >= 2.0 else em[k] * (1.0 - em[k])  # noqa: PLR2004
-            tok_var = (
-                m.tokens_var if m and count >= 2.0 else (token_cv * tokens[k]) ** 2  # noqa: PLR2004
-            )
-            em_sd[k] = math.sqrt(max(em_var, _EM_VAR_FLOOR) / total)
-            tokens_sd[k] = math.sqrt(max(tok_var, 1.0) / total)
-        return OutcomeEstimates(em, em_sd, tokens, tokens_sd, n, support)
+            em = (n0 * prior_em[k] + count * (m.em if m else 0.0)) / total
+            tokens = max((n0 * prior_tokens[k] + count * (m.tokens if m else 0.0)) / total, 0.0)
+            em_var = m.em_var if m and count >= 2.0 else em * (1.0 - em)  # noqa: PLR2004
+            tok_var = m.tokens_var if m and count >= 2.0 else (token_cv * tokens) ** 2  # noqa: PLR2004
+            em_y[k], em_precision[k] = em, total / max(em_var, _EM_VAR_FLOOR)
+            tok_y[k], tok_precision[k] = tokens, total / max(tok_var, 1.0)
+        em_mean, em_cov = smooth_posterior(
+            em_y,
+            em_precision,
+            step_sd=self.config.em_step_sd,
+            level_mean=0.5,
+            level_sd=_EM_LEVEL_SD,
+        )
+        token_level = float(np.average(tok_y, weights=tok_precision)) if tok_precision.any() else 0.0
+        tok_mean, tok_cov = smooth_posterior(
+            tok_y,
+            tok_precision,
+            step_sd=self.config.token_step_ratio * max(token_level, TOKENS_SCALE * 0.1),
+            level_mean=token_level,
+            level_sd=_TOKEN_LEVEL_SD,
+        )
+        return OutcomeEstimates(
+            em=np.clip(em_mean, 0.0, 1.0),
+            em_cov=em_cov,
+            tokens=np.maximum(tok_mean, 0.0),
+            tokens_cov=tok_cov,
+            n=n,
+            support=support,
+        )
 
     def _prior_weight(self, arm: int) -> float:
         # The shared model is credible for an arm only once it has seen it widely.
