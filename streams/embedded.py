@@ -13,8 +13,8 @@ Apache Kafka, so both brokers are judged ready by the same rule.
 
 from __future__ import annotations
 
-import contextlib
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -95,6 +95,8 @@ def _answers_kafka(bootstrap_servers: str) -> bool:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             client_id="stopbandit-probe",
+            # Bounded: something else may hold the port and accept without answering.
+            bootstrap_timeout_ms=2000,
             request_timeout_ms=2000,
         )
     except KafkaError:
@@ -163,9 +165,12 @@ def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait()
 
 
-def _stop(process: subprocess.Popen[bytes], log_file: IO[bytes], timeout_s: float) -> None:
+def _stop(
+    process: subprocess.Popen[bytes], log_file: IO[bytes], workdir: Path, timeout_s: float
+) -> None:
     terminate(process, timeout_s)
     log_file.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class EmbeddedTansu:
@@ -199,7 +204,6 @@ class EmbeddedTansu:
         self._startup_timeout_s = startup_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._binary = binary
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[..., EmbeddedTansu] | None = None
         self._port: int | None = None
@@ -249,8 +253,8 @@ class EmbeddedTansu:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _start_once(self, binary: str, port: int) -> None:
-        self._workdir = tempfile.TemporaryDirectory(prefix="stopbandit-tansu-")
-        log_path = Path(self._workdir.name) / "tansu.log"
+        workdir = Path(tempfile.mkdtemp(prefix="stopbandit-tansu-"))
+        log_path = workdir / "tansu.log"
         url = f"tcp://{LOOPBACK}:{port}"
         command = [
             binary,
@@ -263,15 +267,23 @@ class EmbeddedTansu:
             "memory://tansu/",
         ]
         log_file = log_path.open("ab")
-        process = subprocess.Popen(  # noqa: S603 - a fixed binary, no shell
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            process = subprocess.Popen(  # noqa: S603 - a fixed binary, no shell
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError:
+            log_file.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         self._process = process
         self._port = port
-        self._finalizer = weakref.finalize(self, _stop, process, log_file, self._stop_timeout_s)
+        # Runs on stop(), on garbage collection, or at interpreter exit, whichever is first.
+        self._finalizer = weakref.finalize(
+            self, _stop, process, log_file, workdir, self._stop_timeout_s
+        )
         waited_s = wait_until_ready(
             process,
             kind=self.kind,
@@ -295,10 +307,6 @@ class EmbeddedTansu:
         self._finalizer = None
         self._process = None
         self._port = None
-        if self._workdir is not None:
-            with contextlib.suppress(OSError):
-                self._workdir.cleanup()
-            self._workdir = None
 
     def __enter__(self) -> Self:
         return self.start()
