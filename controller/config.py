@@ -75,8 +75,8 @@ class LearnerConfig(_Section):
     power_t: NonNegative = 0.5
     interactions: list[str] = Field(default_factory=lambda: ["sa"])
     prior_weight: NonNegative = 20.0
-    em_step_sd: Positive = 0.03
-    token_step_ratio: Positive = 0.5
+    em_step_sd: Positive = 0.02
+    token_step_sd: Positive = 0.2
     half_life: Positive = 50_000.0
     drift_z: Positive = 5.0
     drift_window: Positive = 2_000.0

@@ -107,9 +107,11 @@ class ControllerCore:
             n=estimates.n,
         )
 
-    def fallback_beliefs(self) -> ArmBeliefs:
+    def fallback_beliefs(self, estimates: dict[str, OutcomeEstimates] | None = None) -> ArmBeliefs:
         """Beliefs for a segment never seen: every known segment's, weighted by its traffic."""
-        known = [self.learner.estimates(segment) for segment in self.segments]
+        if estimates is None:
+            estimates = self.learner.estimates_all()
+        known = list(estimates.values())
         if not known:
             return self._beliefs_of(self.learner.estimates(FALLBACK_SEGMENT))
         traffic = np.array([e.n.sum() for e in known])
@@ -130,9 +132,12 @@ class ControllerCore:
         The `*` fallback for unknown segments is always among the candidates.
         """
         issued: list[Policy] = []
+        estimates = self.learner.estimates_all()
         for segment in [*self.segments, FALLBACK_SEGMENT]:
             beliefs = (
-                self.fallback_beliefs() if segment == FALLBACK_SEGMENT else self.beliefs(segment)
+                self.fallback_beliefs(estimates)
+                if segment == FALLBACK_SEGMENT
+                else self._beliefs_of(estimates[segment])
             )
             policy = self.builder.build(segment, beliefs, self.weights, now, force=force)
             if policy is not None:

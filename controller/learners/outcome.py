@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmMoments, ArmStats
-from controller.learners.smoothing import smooth_posterior
+from controller.learners.arm_stats import ArmStats
+from controller.learners.pooling import fit_shape, pooled_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 
 if TYPE_CHECKING:
@@ -44,7 +44,26 @@ _EM_VAR_FLOOR = 0.01
 _DEFAULT_TOKEN_CV = 1.0
 _PRIOR_SUPPORT_FACTOR = 10.0
 _EM_LEVEL_SD = 1.0
-_TOKEN_LEVEL_SD = 1e6
+_LOG_TOKEN_LEVEL_SD = 10.0
+_LOG_TOKEN_VAR_FLOOR = 1e-4
+# What another segment's observation of an arm is worth, as support, to this one's.
+_SHARED_SUPPORT = 0.1
+
+
+@dataclass
+class _Observations:
+    """One segment's per-arm data: EM and log-token means with their precisions."""
+
+    n: NDArray[np.float64]
+    prior: NDArray[np.float64]
+    em: NDArray[np.float64]
+    em_precision: NDArray[np.float64]
+    log_tokens: NDArray[np.float64]
+    log_tokens_precision: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls, arms: int) -> _Observations:
+        return cls(*(np.zeros(arms) for _ in range(6)))
 
 
 @dataclass(frozen=True)
@@ -155,85 +174,104 @@ class OutcomeLearner:
             self._shared[segment] = shared_features(segment, context)
         return self._shared[segment]
 
-    def prior(
-        self, segment: str, moments: Sequence[ArmMoments | None]
-    ) -> tuple[list[float], list[float]]:
-        """What the shared models say of every arm of `segment`: EM and tokens.
-
-        The models are additive in EM and in log tokens, so their *differences*
-        between arms are what other segments teach; the level is the
-        segment's own, taken from its most-observed arm (the anchor). A
-        segment with no data of its own gets the models' levels too.
-        """
+    def prior(self, segment: str) -> tuple[list[float], list[float]]:
+        """What the shared VW models predict for every arm of `segment`: EM and tokens."""
         shared = self._shared.get(segment) or shared_features(segment, {})
         arms = range(len(self.arms))
         em = [self.em_model.predict_one(f"{shared} |a a{k}") for k in arms]
-        log_tokens = [self.tokens_model.predict_one(f"{shared} |a a{k}") for k in arms]
-        counts = [m.n if m else 0.0 for m in moments]
-        anchor = max(arms, key=counts.__getitem__)
-        anchor_moments = moments[anchor]
-        if anchor_moments is None or counts[anchor] <= 0.0:
-            return em, [math.expm1(v) for v in log_tokens]
-        em_shift = anchor_moments.em - em[anchor]
-        token_ratio = max(anchor_moments.tokens, 1.0)
-        return (
-            [v + em_shift for v in em],
-            [token_ratio * math.exp(v - log_tokens[anchor]) for v in log_tokens],
-        )
+        tokens = [math.expm1(self.tokens_model.predict_one(f"{shared} |a a{k}")) for k in arms]
+        return em, tokens
 
-    def estimates(self, segment: str) -> OutcomeEstimates:
-        """Per-arm posterior for `segment` (a segment never seen gets the prior alone).
-
-        Each arm's own data and the shared model's prediction (worth
-        `_prior_weight` observations) make one observation per arm; the
-        smoothness prior over ordered arms (`smoothing`) then shares
-        information between neighbours.
-        """
-        stats = self.stats.get(segment)
+    def _observations(self, segment: str) -> _Observations:
+        """Per-arm means and precisions of EM and log tokens from the segment's own data."""
         k_arms = len(self.arms)
-        moments = [stats.moments(k) if stats else None for k in range(k_arms)]
-        prior_em, prior_tokens = self.prior(segment, moments)
+        obs = _Observations.empty(k_arms)
+        stats = self.stats.get(segment)
+        if stats is None:
+            return obs
+        moments = [stats.moments(k) for k in range(k_arms)]
         token_cv = _pooled_token_cv(moments)
-        n, support = np.zeros(k_arms), np.zeros(k_arms)
-        em_y, em_precision = np.zeros(k_arms), np.zeros(k_arms)
-        tok_y, tok_precision = np.zeros(k_arms), np.zeros(k_arms)
+        for k, m in enumerate(moments):
+            obs.n[k] = m.n
+            if m.n <= 0.0:
+                continue
+            em_var = m.em_var if m.n >= 2.0 else m.em * (1.0 - m.em)  # noqa: PLR2004
+            obs.em[k], obs.em_precision[k] = m.em, m.n / max(em_var, _EM_VAR_FLOOR)
+            cv2 = m.tokens_var / m.tokens**2 if m.n >= 2.0 and m.tokens > 0 else token_cv**2  # noqa: PLR2004
+            # log of a mean has variance cv^2 / n (delta method).
+            obs.log_tokens[k] = math.log(max(m.tokens, 1.0))
+            obs.log_tokens_precision[k] = m.n / max(cv2, _LOG_TOKEN_VAR_FLOOR)
+        return obs
+
+    def _cold_start(self, segment: str) -> _Observations:
+        # A segment with no data of its own starts from the shared models, worth a few observations.
+        k_arms = len(self.arms)
+        obs = _Observations.empty(k_arms)
+        prior_em, prior_tokens = self.prior(segment)
         for k in range(k_arms):
             n0 = self._prior_weight(k)
-            m = moments[k]
-            count = m.n if m else 0.0
-            total = n0 + count
-            n[k], support[k] = count, total
-            if total <= 0.0:
+            if n0 <= 0.0:
                 continue
-            em = (n0 * prior_em[k] + count * (m.em if m else 0.0)) / total
-            tokens = max((n0 * prior_tokens[k] + count * (m.tokens if m else 0.0)) / total, 0.0)
-            em_var = m.em_var if m and count >= 2.0 else em * (1.0 - em)  # noqa: PLR2004
-            tok_var = m.tokens_var if m and count >= 2.0 else (token_cv * tokens) ** 2  # noqa: PLR2004
-            em_y[k], em_precision[k] = em, total / max(em_var, _EM_VAR_FLOOR)
-            tok_y[k], tok_precision[k] = tokens, total / max(tok_var, 1.0)
-        em_mean, em_cov = smooth_posterior(
-            em_y,
-            em_precision,
-            step_sd=self.config.em_step_sd,
-            level_mean=0.5,
-            level_sd=_EM_LEVEL_SD,
+            em = min(max(prior_em[k], 0.0), 1.0)
+            obs.em[k] = em
+            obs.em_precision[k] = n0 / max(em * (1.0 - em), _EM_VAR_FLOOR)
+            obs.log_tokens[k] = math.log(max(prior_tokens[k], 1.0))
+            obs.log_tokens_precision[k] = n0 / _DEFAULT_TOKEN_CV**2
+            obs.prior[k] = n0
+        return obs
+
+    def estimates_all(self, extra: Sequence[str] = ()) -> dict[str, OutcomeEstimates]:
+        """Per-arm posterior of every known segment (and of `extra` ones, cold-started).
+
+        Segments share a common curve shape (`pooling.fit_shape`) fitted on all
+        their data; each one's deviation from it is smoothed over the ordered arms.
+        """
+        segments = [*self.stats, *(s for s in extra if s not in self.stats)]
+        if not segments:
+            return {}
+        observations = [
+            self._observations(s) if s in self.stats else self._cold_start(s) for s in segments
+        ]
+        em_shape = fit_shape(
+            np.stack([o.em for o in observations]),
+            np.stack([o.em_precision for o in observations]),
         )
-        token_level = float(np.average(tok_y, weights=tok_precision)) if tok_precision.any() else 0.0
-        tok_mean, tok_cov = smooth_posterior(
-            tok_y,
-            tok_precision,
-            step_sd=self.config.token_step_ratio * max(token_level, TOKENS_SCALE * 0.1),
-            level_mean=token_level,
-            level_sd=_TOKEN_LEVEL_SD,
+        token_shape = fit_shape(
+            np.stack([o.log_tokens for o in observations]),
+            np.stack([o.log_tokens_precision for o in observations]),
         )
-        return OutcomeEstimates(
-            em=np.clip(em_mean, 0.0, 1.0),
-            em_cov=em_cov,
-            tokens=np.maximum(tok_mean, 0.0),
-            tokens_cov=tok_cov,
-            n=n,
-            support=support,
-        )
+        all_counts = np.sum([o.n for o in observations], axis=0)
+        result: dict[str, OutcomeEstimates] = {}
+        for segment, obs in zip(segments, observations, strict=True):
+            em_mean, em_cov = pooled_posterior(
+                obs.em,
+                obs.em_precision,
+                *em_shape,
+                step_sd=self.config.em_step_sd,
+                level_sd=_EM_LEVEL_SD,
+            )
+            log_mean, log_cov = pooled_posterior(
+                obs.log_tokens,
+                obs.log_tokens_precision,
+                *token_shape,
+                step_sd=self.config.token_step_sd,
+                level_sd=_LOG_TOKEN_LEVEL_SD,
+            )
+            tokens = np.exp(log_mean)
+            result[segment] = OutcomeEstimates(
+                em=np.clip(em_mean, 0.0, 1.0),
+                em_cov=em_cov,
+                tokens=tokens,
+                # delta method: d exp(x) = exp(x) dx
+                tokens_cov=log_cov * np.outer(tokens, tokens),
+                n=obs.n,
+                support=obs.n + obs.prior + _SHARED_SUPPORT * (all_counts - obs.n),
+            )
+        return result
+
+    def estimates(self, segment: str) -> OutcomeEstimates:
+        """Per-arm posterior of one segment (see `estimates_all`)."""
+        return self.estimates_all(extra=[segment])[segment]
 
     def _prior_weight(self, arm: int) -> float:
         # The shared model is credible for an arm only once it has seen it widely.
