@@ -461,7 +461,7 @@ INVALID_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("descending arms", {"config": {"arms": [1.0, 0.9, 0.5]}}, "strictly ascending"),
     ("default arm not an arm", {"config": {"default_arm": 0.93}}, "default_arm"),
     ("reference arm not an arm", {"config": {"reference_arm": 0.42}}, "reference_arm"),
-    ("zero replicas", {"replicaCount": 0}, "replicaCount"),
+    ("too many replicas", {"replicaCount": 1000}, "replicaCount"),
     ("negative replicas", {"replicaCount": -2}, "replicaCount"),
     ("fractional replicas", {"replicaCount": 1.5}, "replicaCount"),
     ("replicas as text", {"replicaCount": "two"}, "replicaCount"),
@@ -535,3 +535,14 @@ def test_config_schema_matches_the_daemon_config_model():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_zero_replicas_pauses_the_controller(helm: str, tmp_path: Path):
+    """replicaCount 0 renders (a pause: nodes keep their last policies) and keeps the Service."""
+    values = tmp_path / "v.yaml"
+    values.write_text(yaml.safe_dump({"replicaCount": 0}))
+    result = _helm_template(helm, "-f", str(values))
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 0
