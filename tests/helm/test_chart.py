@@ -538,7 +538,7 @@ def test_config_schema_matches_the_daemon_config_model():
 
 
 def test_zero_replicas_pauses_the_controller(helm: str, tmp_path: Path):
-    """replicaCount 0 renders (a pause: nodes keep their last policies) and keeps the Service."""
+    """A replicaCount of 0 renders: a pause, in which nodes keep their last policies."""
     values = tmp_path / "v.yaml"
     values.write_text(yaml.safe_dump({"replicaCount": 0}))
     result = _helm_template(helm, "-f", str(values))
