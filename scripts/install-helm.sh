@@ -30,6 +30,10 @@ if [[ -x "${HELM}" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${LDFLAGS}" ]]; t
   exit 0
 fi
 
+# Go's tarball install puts it in /usr/local/go, which a non-login shell may not have on PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+  PATH="/usr/local/go/bin:${PATH}"
+fi
 command -v go >/dev/null || { echo "install-helm.sh: go is not on PATH" >&2; exit 1; }
 mkdir -p "${BIN_DIR}"
 echo "install-helm.sh: building helm ${HELM_VERSION} from its Go module" >&2
