@@ -1,0 +1,232 @@
+"""Where a `PolicyClient` gets its policies: the policies topic, the daemon's HTTP, a file.
+
+Thin edges: each one only moves bytes or parsed documents into the client,
+which folds, verifies and validates them. The topic and HTTP followers run
+in a background thread each and stop on `close()`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from typing import TYPE_CHECKING, Any, Self
+
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from policies.client import PolicyClient
+
+log = structlog.get_logger(__name__)
+
+_POLL_TIMEOUT_MS = 200
+_RETRY_MAX_S = 5.0
+
+
+def policy_documents(payload: Any) -> list[Any]:  # noqa: ANN401 - parsed JSON of any shape
+    """The policy documents in a `/policies` answer or a policies file.
+
+    Accepted shapes: a list of policies, a mapping of segment to policy, or
+    either of those under a `"policies"` key.
+    """
+    if isinstance(payload, dict) and "policies" in payload:
+        payload = payload["policies"]
+    if isinstance(payload, dict):
+        return list(payload.values())
+    if isinstance(payload, list):
+        return payload
+    return []
+
+
+def load_policy_file(client: PolicyClient, path: Path) -> int:
+    """Offer every policy of a JSON file to `client`.
+
+    Returns:
+        How many were newer than what the client held.
+
+    Raises:
+        ValueError: the file cannot be read or is not JSON.
+    """
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"policies file {path}: cannot read ({error})") from None
+    return sum(client.offer_document(document) for document in policy_documents(payload))
+
+
+class _Follower:
+    """A daemon thread running `_run` until `close()`."""
+
+    name = "policy-source"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._caught_up = threading.Event()
+        self._thread = threading.Thread(target=self._guarded_run, name=self.name, daemon=True)
+
+    def start(self) -> Self:
+        """Start following in the background."""
+        self._thread.start()
+        return self
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        """Whether the first full read (topic to its end, or one HTTP answer) finished in time."""
+        return self._caught_up.wait(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop following and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _guarded_run(self) -> None:
+        backoff_s = 0.1
+        while not self._stop.is_set():
+            try:
+                self._run()
+            except (KafkaError, OSError, ValueError) as error:
+                log.warning(
+                    "policy_source.retry", source=self.name, error=repr(error), wait_s=backoff_s
+                )
+                self._stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, _RETRY_MAX_S)
+            else:
+                return
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TopicFollower(_Follower):
+    """Reads the policies topic from the beginning into a client, then keeps following.
+
+    Every partition is assigned directly (no consumer group: each node needs
+    all policies). Folding in the client makes a full re-read safe, so after
+    a connection failure the follower simply starts over from the beginning.
+
+    Args:
+        client: the client to feed.
+        bootstrap_servers: the brokers.
+        topic: the policies topic.
+        **consumer_settings: further kafka-python `KafkaConsumer` settings (security, ...).
+    """
+
+    name = "policy-topic"
+
+    def __init__(
+        self,
+        client: PolicyClient,
+        bootstrap_servers: str | list[str],
+        topic: str,
+        **consumer_settings: Any,  # noqa: ANN401 - passed through to kafka-python
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.topic = topic
+        self._bootstrap_servers = bootstrap_servers
+        self._settings = consumer_settings
+        self._positions: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def position(self) -> dict[int, int]:
+        """Next offset to read, per partition (what has been applied so far)."""
+        with self._lock:
+            return dict(self._positions)
+
+    def _run(self) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap_servers,
+            enable_auto_commit=False,
+            client_id="stopbandit-policies",
+            **self._settings,
+        )
+        try:
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                raise ValueError(f"topic {self.topic}: no partitions (does it exist?)")
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            consumer.seek_to_beginning()
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.client.offer(record.key, record.value)
+                    with self._lock:
+                        self._positions[tp.partition] = records[-1].offset + 1
+                if not self._caught_up.is_set() and self._at_end(consumer, assigned):
+                    self._caught_up.set()
+                    log.info(
+                        "policy_source.caught_up", topic=self.topic, held=len(self.client.policies)
+                    )
+        finally:
+            consumer.close()
+
+    def _at_end(self, consumer: KafkaConsumer, assigned: list[TopicPartition]) -> bool:
+        # The fetch high-water mark, not end_offsets: Tansu's ListOffsets is short after batches.
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None or consumer.position(tp) < highwater:
+                return False
+        return True
+
+
+class HttpPoller(_Follower):
+    """Polls the daemon's `/policies` endpoint into a client.
+
+    Args:
+        client: the client to feed.
+        url: the endpoint, e.g. `http://controller:8080/policies`.
+        interval_s: time between polls.
+        timeout_s: per-request timeout.
+    """
+
+    name = "policy-http"
+
+    def __init__(
+        self, client: PolicyClient, url: str, *, interval_s: float = 5.0, timeout_s: float = 5.0
+    ) -> None:
+        super().__init__()
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url: {url!r} is not an http(s) URL")
+        self.client = client
+        self.url = url
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+
+    def poll_once(self) -> int:
+        """Fetch the endpoint once and offer what it lists.
+
+        Returns:
+            How many policies were newer than those held.
+        """
+        # The scheme is checked in __init__; only http(s) reaches urlopen.
+        with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
+            payload = json.loads(response.read())
+        return sum(self.client.offer_document(d) for d in policy_documents(payload))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started_s = time.monotonic()
+            newer = self.poll_once()
+            self._caught_up.set()
+            if newer:
+                log.debug("policy_source.polled", url=self.url, newer=newer)
+            self._stop.wait(max(self.interval_s - (time.monotonic() - started_s), 0.0))
