@@ -24,16 +24,22 @@ def request_uniform(request_id: str) -> float:
 
 
 def draw_index(pmf: Sequence[float], request_id: str) -> int:
-    """Index of the arm drawn from `pmf` for `request_id` (never one with probability 0)."""
+    """Index of the arm drawn from `pmf` for `request_id` (never one with probability 0).
+
+    Raises:
+        ValueError: no entry of `pmf` is positive, so there is nothing to draw.
+    """
     u = request_uniform(request_id)
     cumulative = 0.0
-    last_positive = 0
+    last_positive = None
     for index, p in enumerate(pmf):
-        if p <= 0.0:
+        if not p > 0.0:  # also skips NaN
             continue
         cumulative += p
         last_positive = index
         if u < cumulative:
             return index
+    if last_positive is None:
+        raise ValueError("pmf: no arm has a positive probability")
     # Rounding can leave the cumulative sum a hair below 1.
     return last_positive

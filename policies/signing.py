@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams.events import Policy
+if TYPE_CHECKING:
+    from streams.events import Policy
 
 SIGNATURE_PREFIX = "hmac-sha256:"
 
@@ -51,4 +52,10 @@ def verify(document: dict[str, Any], key: bytes) -> bool:
     signature = document.get("signature")
     if not isinstance(signature, str):
         return False
-    return hmac.compare_digest(signature, signature_of(document, key))
+    try:
+        expected = signature_of(document, key)
+    except (TypeError, ValueError):
+        # NaN, Infinity or a non-JSON value: nothing a signer could have produced.
+        return False
+    # As bytes: compare_digest refuses str holding non-ASCII characters.
+    return hmac.compare_digest(signature.encode(), expected.encode())

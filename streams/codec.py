@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from streams.events import Decision, Event, Outcome
 
 MAX_EVENT_BYTES = 64 * 1024
+_MAX_SHOWN_CHARS = 40
 
 
 class InvalidEventError(ValueError):
@@ -34,8 +35,39 @@ class InvalidEventError(ValueError):
 
 def _first_error(event_type: str, error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "value"
-    return f"{event_type}.{where}: {first['msg']}"
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not where and ":" in message:
+        # Checks across fields (the pmf rules) name their field at the start of the message.
+        where, message = (part.strip() for part in message.split(":", 1))
+    return f"{event_type}.{where or 'value'}: {message}"
+
+
+def _short(value: object) -> str:
+    # Whatever a producer sent, a reason stays one short line.
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN_CHARS else text[: _MAX_SHOWN_CHARS - 3] + "..."
+
+
+def _parse(value: bytes) -> dict[str, Any]:
+    if len(value) > MAX_EVENT_BYTES:
+        raise InvalidEventError("size", f"value: {len(value)} bytes, more than {MAX_EVENT_BYTES}")
+    try:
+        # Strict UTF-8 (RFC 8259 8.1): json.loads(bytes) would also take UTF-16/32 and
+        # UTF-8-encoded surrogates, which other consumers of the topic cannot read.
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEventError("json", f"value: not UTF-8 ({error.reason})") from None
+    try:
+        document: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidEventError("json", f"value: not JSON ({error})") from None
+    except (ValueError, RecursionError) as error:
+        # An integer of thousands of digits or arrays nested past the recursion limit.
+        raise InvalidEventError("json", f"value: JSON too large to read ({error})") from None
+    if not isinstance(document, dict):
+        raise InvalidEventError("json", "value: must be a JSON object")
+    return document
 
 
 def decode(key: bytes | None, value: bytes | None) -> Event:
@@ -53,14 +85,7 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
     """
     if value is None:
         raise InvalidEventError("empty", "value: missing (tombstone)")
-    if len(value) > MAX_EVENT_BYTES:
-        raise InvalidEventError("size", f"value: {len(value)} bytes, more than {MAX_EVENT_BYTES}")
-    try:
-        document: Any = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidEventError("json", f"value: not UTF-8 JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise InvalidEventError("json", "value: must be a JSON object")
+    document = _parse(value)
     event_type = document.get("type")
     model: type[Decision | Outcome]
     if event_type == "decision":
@@ -69,12 +94,11 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
         model = Outcome
     else:
         raise InvalidEventError(
-            "type", f"type: must be 'decision' or 'outcome', got {event_type!r}"
+            "type", f"type: must be 'decision' or 'outcome', got {_short(event_type)}"
         )
-    if document.get("v") != 1:
-        raise InvalidEventError(
-            "version", f"{event_type}.v: unsupported version {document.get('v')!r}"
-        )
+    version = document.get("v")
+    if type(version) is not int or version != 1:
+        raise InvalidEventError("version", f"{event_type}.v: unsupported version {_short(version)}")
     try:
         event = model.model_validate(document)
     except ValidationError as error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,8 +29,13 @@ MAX_CONTEXT_STRING_CHARS = 128
 MAX_SEGMENT_CHARS = 256
 PMF_TOLERANCE = 1e-6
 FALLBACK_SEGMENT = "*"
+# Integers on the wire fit a signed 64-bit integer (a Java long, librdkafka's int64):
+# what a serving node can produce, and what the learners can turn into a float.
+MAX_WIRE_INT = 2**63 - 1
+MIN_WIRE_INT = -(2**63)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+WireCount = Annotated[StrictInt, Field(ge=0, le=MAX_WIRE_INT)]
 ContextValue = Annotated[str, Field(max_length=MAX_CONTEXT_STRING_CHARS)] | FiniteFloat | StrictInt
 
 
@@ -40,6 +45,33 @@ def _check_segment(segment: str) -> str:
     if not segment.isprintable():
         raise ValueError("must contain printable characters only")
     return segment
+
+
+def _check_version(value: object) -> object:
+    # Literal[1] alone would take `true` (True == 1) and 1.0; the contract says the integer 1.
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+def _check_context_value(key: str, value: object) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_CONTEXT_STRING_CHARS:
+            raise ValueError(
+                f"entry {key!r}: strings are at most {MAX_CONTEXT_STRING_CHARS} characters"
+            )
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"entry {key!r}: must be valid Unicode text") from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        # pydantic turns ValueError, not TypeError, into a validation error.
+        kind = type(value).__name__
+        raise ValueError(f"entry {key!r}: must be a string or a finite number, not {kind}")  # noqa: TRY004
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"entry {key!r}: must be a finite number")
+    elif isinstance(value, int) and not MIN_WIRE_INT <= value <= MAX_WIRE_INT:
+        raise ValueError(f"entry {key!r}: integers must fit in 64 bits")
 
 
 class _Event(BaseModel):
@@ -60,6 +92,8 @@ class _Event(BaseModel):
             return float(value)
         return value
 
+    _version = field_validator("v", mode="before")(_check_version)
+
     @field_validator("segment")
     @classmethod
     def _segment_rules(cls, segment: str) -> str:
@@ -79,19 +113,23 @@ class Decision(_Event):
     context: dict[str, ContextValue] = Field(default_factory=dict)
     threshold: FiniteFloat
     probability: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
-    policy_version: Annotated[StrictInt, Field(ge=0)]
+    policy_version: WireCount
     pmf: list[tuple[FiniteFloat, FiniteFloat]] | None = None
 
     _floats = field_validator("threshold", "probability", mode="before")(_as_float)
 
-    @field_validator("context")
+    @field_validator("context", mode="before")
     @classmethod
-    def _context_rules(cls, context: dict[str, ContextValue]) -> dict[str, ContextValue]:
+    def _context_rules(cls, context: Any) -> Any:  # noqa: ANN401 - raw input, checked here
+        # Checked before the type so that a reason names the entry, not a union member.
+        if not isinstance(context, dict):
+            return context  # the type check names it
         if len(context) > MAX_CONTEXT_ENTRIES:
             raise ValueError(f"at most {MAX_CONTEXT_ENTRIES} entries")
-        for key in context:
-            if not CONTEXT_KEY_PATTERN.match(key):
-                raise ValueError(f"key {key[:70]!r} must match [a-z0-9_]{{1,64}}")
+        for key, value in context.items():
+            if not isinstance(key, str) or not CONTEXT_KEY_PATTERN.match(key):
+                raise ValueError(f"key {str(key)[:70]!r} must match [a-z0-9_]{{1,64}}")
+            _check_context_value(key, value)
         return context
 
     @field_validator("pmf", mode="before")
@@ -122,7 +160,7 @@ class Outcome(_Event):
 
     type: Literal["outcome"] = "outcome"
     em: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-    tokens: Annotated[StrictInt, Field(ge=0)]
+    tokens: WireCount
     stopped_early: StrictBool | None = None
     latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
 
@@ -135,7 +173,7 @@ Event = Decision | Outcome
 class RewardWeights(BaseModel):
     """The weights a policy was built with, echoed for operators."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     em_weight: FiniteFloat
     token_cost_per_1k: FiniteFloat
@@ -144,7 +182,7 @@ class RewardWeights(BaseModel):
 class ArmEstimates(BaseModel):
     """Per-arm estimates behind a policy, for operators."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
 
     em: list[FiniteFloat]
     tokens: list[FiniteFloat]
@@ -154,11 +192,12 @@ class ArmEstimates(BaseModel):
 class Policy(BaseModel):
     """A per-segment distribution over thresholds (controller to serving nodes)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Strict like the events: a node's parser must not see `true` or "18" where numbers go.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     v: Literal[1] = 1
     segment: str
-    version: Annotated[int, Field(ge=0)]
+    version: WireCount
     issued_at: FiniteFloat
     model_id: str = ""
     arms: list[FiniteFloat]
@@ -167,6 +206,8 @@ class Policy(BaseModel):
     reward: RewardWeights | None = None
     estimates: ArmEstimates | None = None
     signature: str | None = None
+
+    _version = field_validator("v", mode="before")(_check_version)
 
     @field_validator("segment")
     @classmethod

@@ -1,12 +1,17 @@
 """The join: match each outcome to its decision by request_id (pure).
 
 Either side may arrive first. A pair that completes within `wait_s` of the
-first side's arrival becomes one `Interaction`; a side that waits longer is
-expired (a decision without outcome) or orphaned (an outcome without
-decision) and counted, never learned. A request_id that already joined is
-remembered (up to `dedup_capacity` ids, oldest forgotten first) so a replay
-or a duplicate never joins twice. At most `max_pending` sides wait at once;
-past that the oldest is evicted and counted.
+first side's arrival (a wait of exactly `wait_s` included) becomes one
+`Interaction`; a side that waits longer is expired (a decision without
+outcome) or orphaned (an outcome without decision) and counted, never
+learned. That holds however often the caller runs `expire`: a counterpart
+found stale by `add` is expired then and there (and reported by the next
+`expire`), so which pairs join never depends on the caller's cadence.
+
+A request_id that already joined is remembered (up to `dedup_capacity`
+ids, oldest forgotten first) so a replay or a duplicate never joins twice.
+At most `max_pending` sides wait at once; past that the oldest is evicted
+and counted.
 
 Nothing here reads a clock: every call takes `now` (seconds, any monotonic
 or event-time scale the caller keeps consistently).
@@ -83,6 +88,9 @@ class JoinBuffer:
     _decisions: OrderedDict[str, tuple[Decision, float]] = field(default_factory=OrderedDict)
     _outcomes: OrderedDict[str, tuple[Outcome, float]] = field(default_factory=OrderedDict)
     _joined: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # Sides that `add` found stale, reported by the next `expire`.
+    _stale_decisions: list[Decision] = field(default_factory=list)
+    _stale_outcomes: list[Outcome] = field(default_factory=list)
 
     @property
     def pending(self) -> int:
@@ -104,6 +112,7 @@ class JoinBuffer:
             self.stats.already_joined += 1
             return None
         if request_id in self._decisions or request_id in self._outcomes:
+            self._expire_stale(request_id, now)
             waiting_side = self._decisions if isinstance(event, Decision) else self._outcomes
             if request_id in waiting_side:
                 self.stats.duplicates += 1
@@ -139,13 +148,32 @@ class JoinBuffer:
         return Interaction.of(decision, outcome)
 
     def expire(self, now: float) -> tuple[list[Decision], list[Outcome]]:
-        """Drop every side that waited longer than `wait_s`; return what was dropped."""
-        deadline = now - self.wait_s
-        expired = [d for d, _ in _pop_older(self._decisions, deadline)]
-        orphans = [o for o, _ in _pop_older(self._outcomes, deadline)]
-        self.stats.expired += len(expired)
-        self.stats.orphans += len(orphans)
+        """Drop every side that waited longer than `wait_s`; return what was dropped.
+
+        The lists include the sides `add` dropped as stale since the last call.
+        """
+        expired = self._stale_decisions + [
+            d for d, _ in _pop_older(self._decisions, now, self.wait_s)
+        ]
+        orphans = self._stale_outcomes + [
+            o for o, _ in _pop_older(self._outcomes, now, self.wait_s)
+        ]
+        self.stats.expired += len(expired) - len(self._stale_decisions)
+        self.stats.orphans += len(orphans) - len(self._stale_outcomes)
+        self._stale_decisions, self._stale_outcomes = [], []
         return expired, orphans
+
+    def _expire_stale(self, request_id: str, now: float) -> None:
+        decision = self._decisions.get(request_id)
+        if decision is not None and now - decision[1] > self.wait_s:
+            del self._decisions[request_id]
+            self._stale_decisions.append(decision[0])
+            self.stats.expired += 1
+        outcome = self._outcomes.get(request_id)
+        if outcome is not None and now - outcome[1] > self.wait_s:
+            del self._outcomes[request_id]
+            self._stale_outcomes.append(outcome[0])
+            self.stats.orphans += 1
 
     def _remember(self, request_id: str) -> None:
         self._joined[request_id] = None
@@ -171,6 +199,8 @@ class JoinBuffer:
             "outcomes": [[o.model_dump(mode="json"), t] for o, t in self._outcomes.values()],
             "joined": list(self._joined),
             "stats": vars(self.stats).copy(),
+            "stale_decisions": [d.model_dump(mode="json") for d in self._stale_decisions],
+            "stale_outcomes": [o.model_dump(mode="json") for o in self._stale_outcomes],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -183,16 +213,22 @@ class JoinBuffer:
         )
         self._joined = OrderedDict.fromkeys(state["joined"])
         self.stats = JoinStats(**state["stats"])
+        # Snapshots taken before stale sides were kept have none.
+        self._stale_decisions = [
+            Decision.model_validate(d) for d in state.get("stale_decisions", [])
+        ]
+        self._stale_outcomes = [Outcome.model_validate(o) for o in state.get("stale_outcomes", [])]
 
 
 def _pop_older(
-    pending: OrderedDict[str, tuple[_T, float]], deadline: float
+    pending: OrderedDict[str, tuple[_T, float]], now: float, wait_s: float
 ) -> list[tuple[_T, float]]:
     # Arrival order is time order for one caller, so the oldest sit at the front.
     dropped: list[tuple[_T, float]] = []
     while pending:
         request_id, (item, arrived) = next(iter(pending.items()))
-        if arrived > deadline:
+        # `now - arrived`, not `arrived < now - wait_s`: the same rounding as `_expire_stale`.
+        if now - arrived <= wait_s:
             break
         del pending[request_id]
         dropped.append((item, arrived))
