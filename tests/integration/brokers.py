@@ -11,9 +11,11 @@ runs `kafka.Kafka` from those jars. Tansu is `streams.embedded.EmbeddedTansu`.
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = REPO_ROOT / ".brokers" / "kafka" / "libs"
+_PORT_ATTEMPTS = 3
 FETCH_HINT = "run `bash scripts/kafka/fetch.sh` (needs java >= 17 and mvn) to fetch them"
 
 # Tansu answers a JoinGroup only after half the session timeout; Kafka's default
@@ -160,10 +163,27 @@ class KafkaBroker:
         """
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError("KafkaBroker is already running")
-        if self._port is None:
+        if self._port is not None:
+            self._run()
+            return
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
             self._port, self._controller_port = pick_free_port(), pick_free_port()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self._log_path.unlink(missing_ok=True)
             self._write_config()
             self._format_storage()
+            try:
+                self._run()
+            except BrokerStartError as error:
+                # The ports were free when picked but may have been taken since.
+                if "Address already in use" in error.log_tail and attempt < _PORT_ATTEMPTS:
+                    log.warning("kafka.port_taken", attempt=attempt)
+                    continue
+                raise
+            return
+
+    def _run(self) -> None:
+        assert self._port is not None
         started_s = time.monotonic()
         with self._log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
@@ -180,6 +200,8 @@ class KafkaBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
+        # If the session dies before its teardown, still take the JVM down at exit.
+        weakref.finalize(self, terminate, self._process, self._stop_timeout_s)
         try:
             wait_until_ready(
                 self._process,
@@ -250,6 +272,10 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             # Lets tests use the short session timeout that Tansu needs (default minimum 6 s).
             "group.min.session.timeout.ms": "1000",
+            # After a SIGKILL the restarted broker waits for its old registration to
+            # expire (default 9 s) before it serves; short, since tests kill it on purpose.
+            "broker.session.timeout.ms": "2000",
+            "broker.heartbeat.interval.ms": "500",
             # Production topics are created on purpose; a typo must fail, not create.
             "auto.create.topics.enable": "false",
         }
