@@ -15,7 +15,7 @@ from streams.embedded import pick_free_port
 if TYPE_CHECKING:
     from pathlib import Path
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_taken_port_is_retried_on_fresh_ports(
