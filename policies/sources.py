@@ -143,12 +143,24 @@ class TopicFollower(_Follower):
         self._bootstrap_servers = bootstrap_servers
         self._settings = consumer_settings
         self._positions: dict[int, int] = {}
-        self._lock = threading.Lock()
+        self._moved = threading.Condition()
 
     def position(self) -> dict[int, int]:
-        """Next offset to read, per partition (what has been applied so far)."""
-        with self._lock:
+        """Next offset to read, per partition (everything before it has been applied)."""
+        with self._moved:
             return dict(self._positions)
+
+    def wait_position(self, offsets: dict[int, int], timeout_s: float) -> bool:
+        """Block until every record before `offsets` (partition -> offset) has been applied.
+
+        Returns:
+            Whether that happened within `timeout_s`.
+        """
+        with self._moved:
+            return self._moved.wait_for(
+                lambda: all(self._positions.get(p, 0) >= o for p, o in offsets.items()),
+                timeout=timeout_s,
+            )
 
     def _run(self) -> None:
         consumer = KafkaConsumer(
@@ -169,8 +181,9 @@ class TopicFollower(_Follower):
                 for tp, records in batches.items():
                     for record in records:
                         self.client.offer(record.key, record.value)
-                    with self._lock:
+                    with self._moved:
                         self._positions[tp.partition] = records[-1].offset + 1
+                        self._moved.notify_all()
                 if not self._caught_up.is_set() and self._at_end(consumer, assigned):
                     self._caught_up.set()
                     log.info(

@@ -1,0 +1,165 @@
+"""EventEmitter's bounded queue, and the HTTP and file policy sources (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import policies.emitter
+from policies.client import PolicyClient
+from policies.emitter import EventEmitter
+from policies.sources import HttpPoller, load_policy_file, policy_documents
+from streams.events import Outcome, Policy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+ARMS = [0.5, 0.9, 1.0]
+
+
+def policy_document(segment: str, version: int) -> dict[str, Any]:
+    """A valid policy document with its greedy arm at 0.9."""
+    policy = Policy(
+        segment=segment, version=version, issued_at=0.0, arms=ARMS, pmf=[0, 1, 0], greedy=0.9
+    )
+    return policy.model_dump(mode="json", exclude_none=True)
+
+
+class BlockedProducer:
+    """Stands in for KafkaProducer; `send` waits until the test releases it."""
+
+    def __init__(self, **_settings: Any) -> None:
+        self.release = threading.Event()
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Any:
+        """Wait for the release, then record the message."""
+        self.release.wait(10.0)
+        self.sent.append((topic, key, value))
+        return DoneFuture()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing is buffered."""
+
+    def close(self, timeout: float | None = None) -> None:
+        """Nothing to release."""
+
+
+class DoneFuture:
+    """A delivered send: callbacks run at once."""
+
+    def add_callback(self, callback: Any) -> None:
+        """Already delivered: call back now."""
+        callback(None)
+
+    def add_errback(self, _errback: Any) -> None:
+        """Never fails."""
+
+
+def outcome(i: int) -> Outcome:
+    """A small valid outcome."""
+    return Outcome(v=1, request_id=f"r{i}", ts=0.0, segment="s", em=1.0, tokens=i)
+
+
+def test_emit_drops_and_counts_when_the_queue_is_full(monkeypatch):
+    """With the sender stuck, emit returns False at once past the queue size, and logs the drop."""
+    producers: list[BlockedProducer] = []
+
+    def make(**settings: Any) -> BlockedProducer:
+        producers.append(BlockedProducer(**settings))
+        return producers[-1]
+
+    monkeypatch.setattr(policies.emitter, "KafkaProducer", make)
+    emitter = EventEmitter("127.0.0.1:1", "events", queue_size=5)
+    with capture_logs() as logs:
+        results = [emitter.emit(outcome(i)) for i in range(20)]
+    # One event may already sit in the sender's hands, so 5 or 6 get in.
+    assert results.count(True) in (5, 6)
+    assert emitter.stats.dropped == 20 - results.count(True)
+    assert any(e["event"] == "emitter.dropped" for e in logs)
+    producers[0].release.set()
+    assert emitter.flush(timeout_s=10.0)
+    emitter.close()
+    assert emitter.stats.sent == results.count(True)
+    assert [key for _, key, _ in producers[0].sent] == [b"s"] * results.count(True)
+    assert not emitter.emit(outcome(99))  # closed
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda docs: docs,
+        lambda docs: {d["segment"]: d for d in docs},
+        lambda docs: {"policies": docs},
+        lambda docs: {"policies": {d["segment"]: d for d in docs}},
+    ],
+)
+def test_policy_documents_accepts_lists_and_mappings(shape):
+    """Every documented shape of a policies file or /policies answer yields the documents."""
+    docs = [policy_document("a", 1), policy_document("*", 2)]
+    assert policy_documents(shape(docs)) == docs
+
+
+def test_policy_file_is_folded_into_the_client(tmp_path: Path):
+    """A policies file loads through the same version and schema rules."""
+    path = tmp_path / "policies.json"
+    path.write_text(json.dumps([policy_document("a", 2), policy_document("a", 1), {"bad": 1}]))
+    client = PolicyClient(fallback_threshold=1.0)
+    assert load_policy_file(client, path) == 1
+    assert client.version("a") == 2
+    assert client.rejected["schema"] == 1
+    with pytest.raises(ValueError, match="cannot read"):
+        load_policy_file(client, tmp_path / "missing.json")
+
+
+@pytest.fixture
+def policies_server() -> Iterator[tuple[str, list[Any]]]:
+    """A loopback HTTP server answering /policies with whatever the test puts in the list."""
+    answer: list[Any] = [{"policies": {}}]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer[0]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/policies", answer
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_poller_follows_the_endpoint(policies_server):
+    """Each poll offers what the endpoint lists; newer versions replace older ones."""
+    url, answer = policies_server
+    client = PolicyClient(fallback_threshold=1.0)
+    poller = HttpPoller(client, url, interval_s=0.05)
+    answer[0] = {"policies": {"a": policy_document("a", 1)}}
+    assert poller.poll_once() == 1
+    assert poller.poll_once() == 0
+    with poller:
+        answer[0] = {"policies": {"a": policy_document("a", 4)}}
+        assert client.wait_for(4, timeout_s=10.0)
+    assert client.version("a") == 4
+
+
+def test_http_poller_refuses_non_http_urls():
+    """A file: or other URL is a configuration error, caught before any request."""
+    with pytest.raises(ValueError, match="url"):
+        HttpPoller(PolicyClient(fallback_threshold=1.0), "file:///etc/passwd")
