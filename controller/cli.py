@@ -10,7 +10,7 @@ from controller.commands import UsageError
 from controller.config import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("simulate",)
+COMMANDS = ("simulate", "replay", "run")
 
 EXIT_USAGE = 2
 

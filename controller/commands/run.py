@@ -1,0 +1,66 @@
+"""`stopbandit run`: the controller daemon (consume events, learn, publish policies)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from controller.commands import UsageError
+from controller.config import load_config
+from controller.daemon import Daemon
+from controller.http import HttpServer
+from controller.logs import configure_logging
+from streams.kafka import MissingTopicsError
+
+if TYPE_CHECKING:
+    import argparse
+
+log = structlog.get_logger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `run` subcommand."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the controller daemon against Kafka",
+        description=(
+            "Consume decision and outcome events, join and learn per partition, publish "
+            "policies, checkpoint; serve /metrics, /healthz, /readyz and /policies."
+        ),
+    )
+    parser.add_argument("--config", type=Path, help="controller config YAML")
+    parser.add_argument(
+        "--max-events", type=int, help="stop after this many messages (tests, benchmarks)"
+    )
+    parser.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        help="stop after this many seconds without a message (tests, benchmarks)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or the test limits); exit 0 after a clean stop."""
+    config = load_config(args.config)
+    configure_logging(config.log.format, config.log.level)
+    log.info("config.loaded", config=config.masked())
+    daemon = Daemon(config)
+    daemon.install_signal_handlers()
+    try:
+        server = HttpServer(daemon, config.http.host, config.http.port)
+    except OSError as error:
+        raise UsageError(
+            f"http: cannot listen on {config.http.host}:{config.http.port} ({error})"
+        ) from None
+    server.start()
+    try:
+        daemon.open()
+        daemon.run(max_events=args.max_events, idle_timeout_s=args.idle_timeout_s)
+    except MissingTopicsError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        server.stop()
+    return 0

@@ -1,0 +1,283 @@
+"""The kafka-python edges: clients from config, topic checks, a producer outbox, topic folding.
+
+Everything that talks to a broker for the daemon is here, so the loop in
+controller/daemon.py reads as the steps it takes. Connection and security
+settings pass straight through from `KafkaConfig`; secrets are unwrapped
+only when handed to the client and never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from controller.config import KafkaConfig
+
+log = structlog.get_logger(__name__)
+
+# Bounded so a broker outage stalls the loop for seconds, not a minute (the default).
+PRODUCER_MAX_BLOCK_MS = 2000
+
+
+class MissingTopicsError(RuntimeError):
+    """Topics the daemon needs do not exist and `kafka.create_topics` is off.
+
+    Attributes:
+        topics: the missing topic names.
+    """
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(
+            f"topics missing: {', '.join(topics)} (create them, or set kafka.create_topics: true)"
+        )
+        self.topics = topics
+
+
+class DeliveryError(KafkaError):  # type: ignore[misc] # kafka-python is untyped
+    """Messages were not acknowledged by the broker; they stay queued for the next flush.
+
+    Attributes:
+        topics: the topics of the undelivered messages.
+        undelivered: how many are waiting.
+    """
+
+    def __init__(self, topics: set[str], undelivered: int, cause: str) -> None:
+        super().__init__(f"{undelivered} messages to {sorted(topics)} undelivered: {cause}")
+        self.topics = topics
+        self.undelivered = undelivered
+
+
+def client_settings(config: KafkaConfig) -> dict[str, Any]:
+    """Connection and security settings every kafka-python client of the daemon shares."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": list(config.bootstrap_servers),
+        "client_id": config.client_id,
+        "security_protocol": config.security_protocol,
+    }
+    if config.sasl_mechanism is not None:
+        settings["sasl_mechanism"] = config.sasl_mechanism
+        settings["sasl_plain_username"] = config.sasl_username
+        if config.sasl_password is not None:
+            settings["sasl_plain_password"] = config.sasl_password.get_secret_value()
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(config, name)
+        if path is not None:
+            settings[name] = str(path)
+    return settings
+
+
+def open_consumer(config: KafkaConfig, listener: object) -> KafkaConsumer:
+    """The events consumer: in the group, manual commits, subscribed with `listener`."""
+    consumer = KafkaConsumer(
+        **client_settings(config),
+        group_id=config.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=config.max_poll_records,
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=max(config.session_timeout_ms // 4, 100),
+    )
+    consumer.subscribe([config.events_topic], listener=listener)
+    return consumer
+
+
+def open_producer(config: KafkaConfig) -> KafkaProducer:
+    """The producer of policies, dead letters and checkpoints: acks from all replicas."""
+    return KafkaProducer(
+        **client_settings(config),
+        acks="all",
+        linger_ms=5,
+        max_block_ms=PRODUCER_MAX_BLOCK_MS,
+    )
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the daemon needs, and how to create it."""
+
+    name: str
+    partitions: int
+    compact: bool = False
+
+
+def ensure_topics(config: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
+    """Check the topics exist; create the missing ones if `create_topics` is set.
+
+    Returns:
+        The names created.
+
+    Raises:
+        MissingTopicsError: some are missing and creating them is off.
+    """
+    admin = KafkaAdminClient(**client_settings(config))
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if not missing:
+            return []
+        if not config.create_topics:
+            raise MissingTopicsError([spec.name for spec in missing])
+        new_topics = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=config.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if spec.compact else {},
+            )
+            for spec in missing
+        ]
+        # Another replica may create them between our list and our create.
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics(new_topics, wait_for_metadata=True)
+    finally:
+        admin.close()
+    created = [spec.name for spec in missing]
+    log.info("topics.created", topics=created)
+    return created
+
+
+@dataclass
+class Backoff:
+    """Exponential delays between retries of one operation, reset on success."""
+
+    initial_s: float = 0.2
+    max_s: float = 10.0
+    _next_s: float = 0.0
+    _not_before_s: float = 0.0
+
+    def ready(self, now_s: float) -> bool:
+        """Whether the operation may be tried at monotonic time `now_s`."""
+        return now_s >= self._not_before_s
+
+    def failed(self, now_s: float) -> float:
+        """Record a failure at `now_s`; return the delay before the next try."""
+        self._next_s = min(self.max_s, max(self.initial_s, self._next_s * 2))
+        self._not_before_s = now_s + self._next_s
+        return self._next_s
+
+    def succeeded(self) -> None:
+        """Forget past failures."""
+        self._next_s = 0.0
+        self._not_before_s = 0.0
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Outbox:
+    """Messages produced but not yet known to be acknowledged.
+
+    `flush` waits for the broker and raises if any message failed; failed
+    messages stay queued and are sent again on the next flush, so a caller
+    that checkpoints only after a successful flush never loses one.
+    """
+
+    producer: KafkaProducer
+    _inflight: list[tuple[Message, Any]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        """Messages not yet acknowledged."""
+        return len(self._inflight)
+
+    def send(self, message: Message) -> None:
+        """Queue one message; a send refused at once is kept for the next flush."""
+        try:
+            future = self.producer.send(message.topic, key=message.key, value=message.value)
+        except KafkaError:
+            future = None
+        self._inflight.append((message, future))
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until every queued message is acknowledged.
+
+        Raises:
+            DeliveryError: some were not; they are re-sent and stay queued.
+        """
+        if any(future is None for _, future in self._inflight):
+            self._resend()
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError as error:
+            raise DeliveryError(
+                {m.topic for m, _ in self._inflight}, len(self._inflight), repr(error)
+            ) from None
+        failed = [(m, f) for m, f in self._inflight if f is None or not f.succeeded()]
+        if failed:
+            cause = next((repr(f.exception) for _, f in failed if f is not None), "not sent")
+            self._inflight = failed
+            self._resend()
+            raise DeliveryError({m.topic for m, _ in failed}, len(failed), cause)
+        self._inflight = []
+
+    def _resend(self) -> None:
+        messages = [m for m, _ in self._inflight]
+        self._inflight = []
+        for message in messages:
+            self.send(message)
+
+
+def read_topic(
+    config: KafkaConfig,
+    topic: str,
+    *,
+    start: dict[int, int] | None = None,
+    timeout_s: float = 30.0,
+) -> tuple[list[Any], dict[int, int]]:
+    """Every record of `topic` from `start` (default: the beginning) to its high-water marks.
+
+    The end is the fetch response's high-water mark, not `end_offsets`: Tansu
+    answers ListOffsets(latest) short of the end when a batch held several records.
+
+    Returns:
+        The records in offset order per partition, and the next offset per partition.
+
+    Raises:
+        TimeoutError: the end was not reached within `timeout_s`.
+    """
+    consumer = KafkaConsumer(**client_settings(config), enable_auto_commit=False)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        for tp in assigned:
+            offset = (start or {}).get(tp.partition)
+            if offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+        records: list[Any] = []
+        deadline_s = time.monotonic() + timeout_s
+        while not _at_end(consumer, assigned):
+            if time.monotonic() > deadline_s:
+                raise TimeoutError(f"{topic}: end not reached within {timeout_s} s")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records, {tp.partition: consumer.position(tp) for tp in assigned}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _at_end(consumer: KafkaConsumer, partitions: Iterable[TopicPartition]) -> bool:
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or consumer.position(tp) < highwater:
+            return False
+    return True
