@@ -120,8 +120,11 @@ def test_runtime_lock_pins_every_runtime_dependency():
         if requirement.marker is not None and not requirement.marker.evaluate(IMAGE_PYTHON):
             continue
         name = _normalise(requirement.name)
-        assert name in pins, f"{name} is not pinned in {RUNTIME_LOCK.name}"
-        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {text}"
+        stale = "regenerate it with scripts/lock-runtime.sh"
+        assert name in pins, f"{name} is not pinned in {RUNTIME_LOCK.name}: {stale}"
+        assert requirement.specifier.contains(pins[name]), (
+            f"{name}=={pins[name]} vs {text}: {stale}"
+        )
     dev = {_normalise(Requirement(t).name) for t in project["optional-dependencies"]["dev"]}
     assert not dev & pins.keys(), "dev-only tools must stay out of the image"
 
