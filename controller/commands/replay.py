@@ -1,0 +1,280 @@
+"""`stopbandit replay`: what other policies and reward weights would have done on logged events."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from controller.commands import UsageError
+from controller.config import load_config
+from controller.logs import configure_logging
+from controller.replay import DEFAULT_PUBLISH_EVERY, replay
+from controller.replay_checkpoint import export_checkpoints
+from controller.replay_document import build_document
+from controller.replay_eval import DEFAULT_FOLDS, evaluate
+from controller.replay_sources import RangeBound, file_events, read_topic_range
+from controller.replay_targets import (
+    Sweep,
+    fixed_targets,
+    learned_target,
+    logged_target,
+    sweep_targets,
+)
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable, Iterator
+
+    from controller.replay import RawEvent
+
+_PROGRESS_EVERY = 5000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `replay` subcommand."""
+    parser = subparsers.add_parser(
+        "replay",
+        help="evaluate policies and reward weights off-policy on logged events",
+        description=(
+            "Replay decision/outcome events (JSON-lines logs, or a range of the events topic) "
+            "through the controller's join and learners, and estimate with IPS, SNIPS and DR "
+            "what the logged policy, each fixed threshold, the learned policy and a sweep of "
+            "reward weights would have earned."
+        ),
+    )
+    parser.add_argument("logs", nargs="*", type=Path, metavar="LOG", help="event logs (.gz ok)")
+    parser.add_argument("--config", type=Path, help="controller config YAML (arms, reward, ...)")
+    parser.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report + PNGs")
+    parser.add_argument(
+        "--sweep",
+        metavar="FIELD=START:STOP:POINTS",
+        help="sweep a reward weight, e.g. token_cost_per_1k=0.005:0.05:10",
+    )
+    parser.add_argument(
+        "--export-checkpoint", type=Path, metavar="DIR", help="write warm-start checkpoints"
+    )
+    parser.add_argument(
+        "--publish-every",
+        type=int,
+        default=DEFAULT_PUBLISH_EVERY,
+        help="rebuild the learned policy every N interactions (as simulate --publish-every)",
+    )
+    parser.add_argument(
+        "--no-learned",
+        action="store_true",
+        help="skip learning: logged and fixed policies only (faster; no sweep, no checkpoint)",
+    )
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="DR cross-fitting folds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the DR fold assignment")
+    parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
+    parser.add_argument("--bootstrap", metavar="HOST:PORT", help="read the events topic instead")
+    parser.add_argument("--topic", help="events topic (with --bootstrap)")
+    parser.add_argument("--from", dest="start", metavar="X", help="first offset or ISO time")
+    parser.add_argument("--to", dest="end", metavar="Y", help="offset or ISO time to stop before")
+    parser.set_defaults(handler=run)
+
+
+def _check(args: argparse.Namespace) -> Sweep | None:
+    if bool(args.logs) == bool(args.bootstrap):
+        raise UsageError("give event logs, or --bootstrap and --topic, not both")
+    if args.bootstrap and not args.topic:
+        raise UsageError("--bootstrap needs --topic")
+    if not args.bootstrap and (args.topic or args.start or args.end):
+        raise UsageError("--topic, --from and --to need --bootstrap")
+    if args.publish_every < 1 or args.folds < 2:  # noqa: PLR2004
+        raise UsageError("--publish-every must be >= 1 and --folds >= 2")
+    if not 0.0 < args.confidence < 1.0:
+        raise UsageError("--confidence must be in (0, 1)")
+    if args.no_learned and (args.sweep or args.export_checkpoint):
+        raise UsageError("--sweep and --export-checkpoint need learning (drop --no-learned)")
+    for path in args.logs:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    try:
+        return Sweep.parse(args.sweep) if args.sweep else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay, evaluate, and print (or write) the results."""
+    sweep = _check(args)
+    config = load_config(args.config)
+    # Logs go to stderr, so that --json output on stdout stays one clean document.
+    configure_logging(config.log.format, config.log.level)
+    partition_of: dict[str, int] | None = None
+    offsets: dict[int, int] | None = None
+    if args.bootstrap:
+        try:
+            start = RangeBound.parse(args.start) if args.start else None
+            end = RangeBound.parse(args.end) if args.end else None
+        except ValueError as error:
+            raise UsageError(f"--from/--to: {error}") from None
+        topic_range = read_topic_range([args.bootstrap], args.topic, start, end)
+        events: Iterable[RawEvent] = topic_range.events
+        partition_of, offsets = topic_range.partition_of, topic_range.next_offsets
+        sources = [f"{args.bootstrap}/{args.topic}"]
+    else:
+        events = file_events(args.logs)
+        sources = [str(p) for p in args.logs]
+    with _progress(sys.stderr.isatty()) as tick:
+        try:
+            log = replay(
+                _counted(events, tick),
+                config,
+                learn=not args.no_learned,
+                publish_every=args.publish_every,
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    targets = [logged_target(), *fixed_targets(log)]
+    if log.core is not None:
+        targets.append(learned_target(log))
+        if sweep is not None:
+            targets.extend(sweep_targets(log, sweep))
+    evaluation = evaluate(
+        log, targets, config.reward, n_folds=args.folds, seed=args.seed, confidence=args.confidence
+    )
+    document = build_document(
+        log,
+        evaluation,
+        targets,
+        config.reward,
+        sources=sources,
+        publish_every=args.publish_every,
+        folds=args.folds,
+        fold_seed=args.seed,
+        confidence=args.confidence,
+        sweep=sweep,
+    )
+    if args.export_checkpoint and log.core is not None:
+        files = export_checkpoints(
+            log.core,
+            args.export_checkpoint,
+            written_at=max(p.issued_at for p in log.core.policies.values()),
+            partition_of=partition_of,
+            offsets=offsets,
+        )
+        document["checkpoint"] = {
+            "files": [str(f) for f in files],
+            "format": "controller.checkpoint v1",
+        }
+    if args.report:
+        from controller.replay_report import write_report  # noqa: PLC0415 - matplotlib is slow to import
+
+        write_report(document, args.report)
+    if args.json:
+        json.dump(document, sys.stdout, sort_keys=True, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print_summary(document)
+    return 0
+
+
+class _Progress:
+    """A rich progress line on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = (
+            Progress(
+                SpinnerColumn(),
+                TextColumn("replaying {task.completed:,} events"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            if enabled
+            else None
+        )
+        self._task = self._bar.add_task("replay", total=None) if self._bar else None
+
+    def __enter__(self) -> Self:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, count: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=count)
+
+
+def _progress(enabled: bool) -> _Progress:
+    return _Progress(enabled)
+
+
+def _counted(events: Iterable[RawEvent], tick: _Progress) -> Iterator[RawEvent]:
+    count = 0
+    for event in events:
+        yield event
+        count += 1
+        if count % _PROGRESS_EVERY == 0:
+            tick(count)
+    tick(count)
+
+
+def _interval(policy: dict[str, Any], key: str, digits: int) -> str:
+    prefix = "" if key == "reward" else f"{key}_"
+    value, low, high = policy[key], policy[f"{prefix}ci_low"], policy[f"{prefix}ci_high"]
+    if value is None:
+        return "n/a"
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def print_summary(document: dict[str, Any]) -> None:
+    """Tables for a terminal: every policy overall (DR, with IPS and SNIPS), then segments."""
+    console = Console()
+    source = document["input"]
+    invalid = sum(source["invalid"].values())
+    console.print(
+        f"[bold]replay[/bold]: {source['events']:,} events, {source['interactions']:,} "
+        f"interactions, {invalid:,} invalid, {len(document['segments'])} segments; "
+        f"reward = {document['settings']['reward']['em_weight']:g}·EM - "
+        f"{document['settings']['reward']['token_cost_per_1k']:g}·tokens/1000"
+    )
+    by_name: dict[str, dict[str, dict[str, Any]]] = {}
+    for policy in document["policies"]:
+        by_name.setdefault(policy["name"], {})[policy["estimator"]] = policy
+    table = Table("policy", "reward DR ± CI", "IPS", "SNIPS", "EM", "tokens", "ESS", "supp.")
+    notes: list[str] = []
+    for name, estimates in by_name.items():
+        dr, ips_, snips_ = estimates["dr"], estimates["ips"], estimates["snips"]
+        flag = " [yellow]![/yellow]" if dr["warnings"] else ""
+        table.add_row(
+            f"{name}{flag}",
+            _interval(dr, "reward", 3),
+            _fmt(ips_["reward"], 3),
+            _fmt(snips_["reward"], 3),
+            _fmt(dr["em"], 3),
+            _fmt(dr["tokens"], 0),
+            _fmt(dr["ess"], 0),
+            "?" if dr["support"] is None else f"{dr['support']:.0%}",
+        )
+        notes.extend(f"{name}: {warning}" for warning in dr["warnings"][:2])
+    console.print(table)
+    for note in notes:
+        console.print(f"[yellow]![/yellow] {note}", highlight=False)
+    learned = document["learned"]
+    if learned is not None:
+        segments = Table("segment", "interactions", "learned greedy threshold")
+        for segment, entry in document["segments"].items():
+            segments.add_row(segment, f"{entry['n']:,}", f"{learned['greedy'].get(segment, '')}")
+        console.print(segments)
+    if document["checkpoint"] is not None:
+        console.print(f"warm-start checkpoints: {', '.join(document['checkpoint']['files'])}")
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"

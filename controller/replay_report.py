@@ -1,0 +1,209 @@
+"""`replay --report DIR`: a plain HTML page and PNG plots drawn from the replay document.
+
+- `frontier.png`: per segment (and overall), expected tokens against
+  expected EM of every evaluated policy (DR, with 95% intervals on both
+  axes); the sweep's points joined in order trace the EM-tokens frontier.
+- `arms.png`: per segment, the DR reward estimate of each fixed threshold
+  with its interval, next to the learner's final estimate of each arm.
+- `index.html`: the tables of the document, with both plots embedded as data
+  URIs so the page is one self-contained file (no scripts).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import TYPE_CHECKING, Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from matplotlib.axes import Axes
+
+_COLUMNS = 3
+_PANEL_IN = 4.2
+_STYLE = {"logged": ("black", "s"), "learned": ("tab:red", "*"), "fixed": ("tab:blue", "o")}
+
+
+def _scopes(document: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    scopes = [("overall", document["policies"])]
+    scopes += [(s, entry["policies"]) for s, entry in document["segments"].items()]
+    return scopes
+
+
+def _grid(count: int) -> tuple[Any, list[Axes]]:
+    rows = math.ceil(count / _COLUMNS)
+    columns = min(count, _COLUMNS)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(_PANEL_IN * columns, _PANEL_IN * rows), squeeze=False
+    )
+    flat = list(axes.ravel())
+    for unused in flat[count:]:
+        unused.set_visible(False)
+    return figure, flat[:count]
+
+
+def _error(value: float | None, low: float | None, high: float | None) -> list[float]:
+    if value is None or low is None or high is None:
+        return [0.0]
+    return [max(value - low, 0.0), max(high - value, 0.0)]
+
+
+def plot_frontier(document: dict[str, Any], path: Path) -> None:
+    """Tokens against EM (DR estimates with intervals) per scope; the sweep as a line."""
+    scopes = _scopes(document)
+    figure, axes = _grid(len(scopes))
+    for ax, (title, policies) in zip(axes, scopes, strict=True):
+        sweep_x: list[float] = []
+        sweep_y: list[float] = []
+        for policy in policies:
+            if policy["estimator"] != "dr" or policy["em"] is None or not policy["ess"]:
+                continue  # no logged action supports it: nothing to draw
+            if policy["kind"] == "sweep":
+                sweep_x.append(policy["tokens"])
+                sweep_y.append(policy["em"])
+                continue
+            color, marker = _STYLE[policy["kind"]]
+            ax.errorbar(
+                policy["tokens"],
+                policy["em"],
+                xerr=[
+                    [e]
+                    for e in _error(
+                        policy["tokens"], policy["tokens_ci_low"], policy["tokens_ci_high"]
+                    )
+                ],
+                yerr=[[e] for e in _error(policy["em"], policy["em_ci_low"], policy["em_ci_high"])],
+                color=color,
+                marker=marker,
+                capsize=2,
+                alpha=0.4 if policy["warnings"] else 1.0,
+            )
+            ax.annotate(policy["name"], (policy["tokens"], policy["em"]), fontsize=6)
+        if sweep_x:
+            ax.plot(sweep_x, sweep_y, "-o", color="tab:green", markersize=3, label="sweep")
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("expected tokens", fontsize=7)
+        ax.set_ylabel("expected EM", fontsize=7)
+        ax.tick_params(labelsize=6)
+    figure.suptitle("EM-tokens frontier (DR, 95% intervals; faded: warnings)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_arms(document: dict[str, Any], path: Path) -> None:
+    """Per segment: each fixed threshold's DR reward with its interval, and the learner's view."""
+    segments = list(document["segments"].items())
+    figure, axes = _grid(len(segments))
+    for ax, (segment, entry) in zip(axes, segments, strict=True):
+        fixed = [p for p in entry["policies"] if p["kind"] == "fixed" and p["estimator"] == "dr"]
+        positions = list(range(len(fixed)))
+        for x, policy in zip(positions, fixed, strict=True):
+            if policy["reward"] is None or not policy["ess"]:
+                continue
+            ax.errorbar(
+                x,
+                policy["reward"],
+                yerr=[[e] for e in _error(policy["reward"], policy["ci_low"], policy["ci_high"])],
+                color="tab:blue",
+                marker="o",
+                capsize=3,
+                alpha=0.4 if policy["warnings"] else 1.0,
+            )
+        learned = entry.get("learned")
+        if learned and "reward" in learned and len(learned["reward"]) == len(fixed):
+            ax.plot(positions, learned["reward"], "x", color="tab:red", label="learner")
+            ax.legend(fontsize=7)
+        ax.set_xticks(positions, [p["name"].removeprefix("fixed:") for p in fixed], fontsize=6)
+        ax.set_title(segment, fontsize=8)
+        ax.set_xlabel("threshold", fontsize=7)
+        ax.set_ylabel("reward", fontsize=7)
+        ax.tick_params(labelsize=6)
+    figure.suptitle("Reward per arm: DR estimate (95% interval) and the learner", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _cell(value: Any, digits: int = 4) -> str:  # noqa: ANN401 - any JSON scalar
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(policies: list[dict[str, Any]]) -> str:
+    head = (
+        "<tr><th>policy</th><th>estimator</th><th>reward</th><th>95% interval</th>"
+        "<th>EM</th><th>tokens</th><th>ESS</th><th>max weight</th><th>support</th>"
+        "<th>warnings</th></tr>"
+    )
+    rows = []
+    for p in policies:
+        warnings = "<br>".join(html.escape(w) for w in p["warnings"])
+        rows.append(
+            f"<tr><td>{html.escape(p['name'])}</td><td>{p['estimator']}</td>"
+            f"<td>{_cell(p['reward'])}</td>"
+            f"<td>[{_cell(p['ci_low'])}, {_cell(p['ci_high'])}]</td>"
+            f"<td>{_cell(p['em'])}</td><td>{_cell(p['tokens'], 1)}</td>"
+            f"<td>{_cell(p['ess'], 1)}</td><td>{_cell(p['max_weight'], 2)}</td>"
+            f"<td>{_cell(p['support'], 3)}</td><td class=w>{warnings}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def write_report(document: dict[str, Any], directory: Path) -> Path:
+    """Write index.html, frontier.png and arms.png into `directory`; return the page's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    frontier, arms = directory / "frontier.png", directory / "arms.png"
+    plot_frontier(document, frontier)
+    plot_arms(document, arms)
+    source = document["input"]
+    reward = document["settings"]["reward"]
+    sections = [
+        "<h1>stopbandit replay</h1>",
+        (
+            f"<p>{source['events']:,} events from {html.escape(', '.join(source['sources']))}: "
+            f"{source['interactions']:,} interactions, "
+            f"{sum(source['invalid'].values()):,} invalid lines "
+            f"{html.escape(str(source['invalid']))}; join {html.escape(str(source['join']))}. "
+            f"Reward = {reward['em_weight']:g}·EM - "
+            f"{reward['token_cost_per_1k']:g}·tokens/1000.</p>"
+        ),
+        _image(frontier, "EM-tokens frontier"),
+        _image(arms, "reward per arm"),
+        "<h2>overall</h2>",
+        _table(document["policies"]),
+    ]
+    for segment, entry in document["segments"].items():
+        learned = entry.get("learned") or {}
+        greedy = f"; learned greedy threshold {learned['greedy']:g}" if learned else ""
+        sections.append(
+            f"<h2>{html.escape(segment)}</h2><p>{entry['n']:,} interactions{greedy}</p>"
+        )
+        sections.append(_table(entry["policies"]))
+    page = directory / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset=utf-8><title>stopbandit replay</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "td.w{text-align:left;color:#a60;max-width:40em}img{max-width:100%}</style></head>"
+        f"<body>{''.join(sections)}</body></html>\n",
+        encoding="utf-8",
+    )
+    return page
