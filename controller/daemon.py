@@ -356,7 +356,13 @@ class Daemon:
         assert self.outbox is not None  # noqa: S101 - opened before the loop
         self.outbox.send(Message(self.config.kafka.dlq_topic, message.key, letter.record()))
         self.metrics.events_invalid.labels(kind).inc()
-        log.info("event.dead_lettered", kind=kind, reason=reason[:200])
+        log.info(
+            "event.dead_lettered",
+            kind=kind,
+            reason=reason[:200],
+            partition=message.partition,
+            offset=message.offset,
+        )
 
     # -- rebalance ---------------------------------------------------------------------------
 
