@@ -122,6 +122,8 @@ class Decision(_Event):
     @classmethod
     def _context_rules(cls, context: Any) -> Any:  # noqa: ANN401 - raw input, checked here
         # Checked before the type so that a reason names the entry, not a union member.
+        if context is None:
+            return {}  # null is "omitted", like every optional field (Jackson writes nulls)
         if not isinstance(context, dict):
             return context  # the type check names it
         if len(context) > MAX_CONTEXT_ENTRIES:
