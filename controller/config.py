@@ -9,6 +9,7 @@ value stops the start with the field and the reason (`ConfigError`).
 from __future__ import annotations
 
 import math
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -19,6 +20,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -220,6 +222,20 @@ def _reason_of(error: ErrorDetails) -> str:
     return message
 
 
+def _yaml_problem(error: Exception) -> str:
+    # PyYAML's message spans several lines with a caret drawing; the CLI prints one line.
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
+
+
+def _settings_field(error: SettingsError) -> str:
+    # pydantic-settings names the field only in its message: 'error parsing value for field "arms"'.
+    match = re.search(r'field "([^"]+)"', str(error))
+    return match.group(1) if match else "config"
+
+
 def load_config(
     path: Path | None = None,
     **overrides: Any,  # noqa: ANN401 - any field of the model, validated by it
@@ -238,9 +254,9 @@ def load_config(
     """
     if path is not None:
         try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError([(str(path), f"cannot read YAML ({error})")]) from None
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError([(str(path), f"cannot read YAML ({_yaml_problem(error)})")]) from None
         if not isinstance(document, dict):
             raise ConfigError([(str(path), "must be a YAML mapping")])
     token = _yaml_path.set(path)
@@ -250,5 +266,10 @@ def load_config(
         raise ConfigError(
             [(_field_of(e), _reason_of(e)) for e in error.errors(include_url=False)]
         ) from None
+    except SettingsError as error:
+        # An environment value of a list or section that is not JSON.
+        field = _settings_field(error)
+        reason = f"cannot parse STOPBANDIT_{field.upper()} (lists and sections are JSON)"
+        raise ConfigError([(field, reason)]) from None
     finally:
         _yaml_path.reset(token)
