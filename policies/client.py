@@ -222,6 +222,23 @@ class PolicyClient:
         with self._updated:
             return self._updated.wait_for(lambda: self.max_version >= version, timeout=timeout_s)
 
+    def wait_covers(self, versions: Mapping[str, int], timeout_s: float) -> bool:
+        """Block until, for every segment given, a version at least as high has been seen.
+
+        A controller that knows what it published (segment -> version) can use
+        this to know a node has received all of it.
+
+        Returns:
+            Whether that happened within `timeout_s`.
+        """
+
+        def covered() -> bool:
+            seen = self._table.versions
+            return all(seen.get(segment, 0) >= v for segment, v in versions.items())
+
+        with self._updated:
+            return self._updated.wait_for(covered, timeout=timeout_s)
+
     # --- updates ----------------------------------------------------------------------
 
     def offer(self, key: bytes | None, value: bytes | None) -> bool:

@@ -218,6 +218,17 @@ def test_wait_for_returns_once_a_version_arrives():
     writer.join()
 
 
+def test_wait_covers_needs_every_segment_at_its_version():
+    """wait_covers is true only once each listed segment has reached its version."""
+    client = PolicyClient(fallback_threshold=1.0)
+    client.apply(make_policy("a", 3))
+    assert client.wait_covers({"a": 3}, timeout_s=0.0)
+    assert not client.wait_covers({"a": 3, "*": 4}, timeout_s=0.01)
+    client.apply(make_policy("*", 5))
+    assert client.wait_covers({"a": 2, "*": 4}, timeout_s=0.0)
+    assert not client.wait_covers({"a": 4}, timeout_s=0.0)
+
+
 def _pmf_of(version: int) -> list[float]:
     """A distinct pmf per version, so a reader can tell whether a draw mixed two versions."""
     k = version % len(ARMS)
