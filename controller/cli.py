@@ -10,7 +10,7 @@ from controller.commands import UsageError
 from controller.config import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("simulate", "replay", "run")
+COMMANDS = ("simulate", "replay", "run", "fleet", "demo")
 
 EXIT_USAGE = 2
 
