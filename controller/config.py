@@ -67,6 +67,8 @@ class ExplorationConfig(_Section):
     floor: Probability = 0.005
     plausible_min: Probability = 0.01
     max_explore: Probability = 0.3
+    probe: Probability = 0.1
+    neighbour_floor: Probability = 0.03
 
 
 class LearnerConfig(_Section):

@@ -115,7 +115,9 @@ class ControllerCore:
         if not known:
             return self._beliefs_of(self.learner.estimates(FALLBACK_SEGMENT))
         traffic = np.array([e.n.sum() for e in known])
-        share = traffic / traffic.sum() if traffic.sum() > 0 else np.full(len(known), 1 / len(known))
+        share = (
+            traffic / traffic.sum() if traffic.sum() > 0 else np.full(len(known), 1 / len(known))
+        )
         pooled = OutcomeEstimates(
             em=np.tensordot(share, np.stack([e.em for e in known]), axes=1),
             em_cov=np.tensordot(share**2, np.stack([e.em_cov for e in known]), axes=1),
@@ -171,13 +173,10 @@ class ControllerCore:
         self.learner.restore(state["learner"])
         self.join.restore(state["join"])
         self.builder.last_version = max(self.builder.last_version, int(state["last_version"]))
-        self.builder.current = {
-            s: Policy.model_validate(p) for s, p in state["policies"].items()
-        }
+        self.builder.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
         self.drifts = int(state["drifts"])
 
 
 def greedy_arms(policies: dict[str, Policy]) -> dict[str, float]:
     """Segment to greedy threshold, without the fallback."""
     return {s: p.greedy for s, p in sorted(policies.items()) if s != FALLBACK_SEGMENT}
-

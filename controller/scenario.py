@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from streams.events import ContextValue
+from streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 START_TS = 1_764_489_600.0
 SECONDS_PER_INTERACTION = 0.01
 _BLOCK = 4096
+# Below this, oracle and reference coincide: nothing to close.
+_NO_GAP = 1e-12
 
 
 class Agent(Protocol):
@@ -99,10 +101,12 @@ class _Tally:
 
 def _gap_closed(value: float, reference: float, oracle: float) -> float:
     span = oracle - reference
-    return (value - reference) / span if span > 1e-12 else 1.0
+    return (value - reference) / span if span > _NO_GAP else 1.0
 
 
-def _summary(em: float, tokens: float, reward: float, ref: tuple[float, float, float]) -> dict[str, float]:
+def _summary(
+    em: float, tokens: float, reward: float, ref: tuple[float, float, float]
+) -> dict[str, float]:
     reference_em, reference_tokens, _ = ref
     return {
         "reward": reward,
@@ -119,7 +123,10 @@ def evaluate_arms(
     """Expected figures of playing one arm per segment on `truth`, traffic-weighted."""
     share = truth.share
     chosen = np.array(
-        [truth.arms.index(_closest(truth.arms, arms_by_segment.get(k, fallback_arm))) for k in truth.keys]
+        [
+            truth.arms.index(_closest(truth.arms, arms_by_segment.get(k, fallback_arm)))
+            for k in truth.keys
+        ]
     )
     rows = np.arange(len(truth.keys))
     rewards = truth.rewards(weights)
@@ -130,7 +137,12 @@ def evaluate_arms(
         return float(np.dot(share, matrix[rows, cols]))
 
     reference = (weighted(truth.em, ref), weighted(truth.tokens, ref), weighted(rewards, ref))
-    result = _summary(weighted(truth.em, chosen), weighted(truth.tokens, chosen), weighted(rewards, chosen), reference)
+    result: dict[str, Any] = _summary(
+        weighted(truth.em, chosen),
+        weighted(truth.tokens, chosen),
+        weighted(rewards, chosen),
+        reference,
+    )
     result["gap_closed"] = _gap_closed(result["reward"], reference[2], weighted(rewards, oracle))
     result["arms"] = {k: truth.arms[c] for k, c in zip(truth.keys, chosen, strict=True)}
     return result
@@ -186,7 +198,7 @@ class Simulation:
     def run(self, interactions: int, snapshot_at: Iterable[int] = ()) -> dict[str, Any]:
         """Run `interactions` requests; return the report (see `report`)."""
         marks = set(snapshot_at)
-        truth, tally, arms, ref = self.truth, self._tally, self.truth.arms, self.truth.reference
+        truth, tally = self.truth, self._tally
         started = time.perf_counter()
         segment_u = em_u = token_z = np.zeros(0)
         segment_counts = np.zeros(len(truth.keys))
@@ -204,54 +216,64 @@ class Simulation:
             s = _bisect(self._cumulative_share, segment_u[j])
             segment_counts[s] += 1
             now = START_TS + i * SECONDS_PER_INTERACTION
-            request_id = f"s{self.seed}-{i:08d}"
-            key = truth.keys[s]
-            policy = self.agent.policy_for(key)
-            if policy is None:
-                k = arms.index(_closest(arms, self.fallback_arm))
-                probability, version, pmf = 1.0, 0, None
-            else:
-                k = draw_index(policy.pmf, request_id)
-                probability, version = policy.pmf[k], policy.version
-                pmf = list(zip(policy.arms, policy.pmf, strict=True))
-            decision = Decision(
-                v=1,
-                request_id=request_id,
-                ts=now,
-                segment=key,
-                context=truth.features[s],
-                threshold=arms[k],
-                probability=probability,
-                policy_version=version,
-                pmf=pmf,
-            )
-            tokens = int(
-                self._tokens[s][k] * math.exp(self._log_mu[s] + self._log_sigma[s] * token_z[j])
-            )
-            em = 1.0 if em_u[j] < self._em[s][k] else 0.0
-            outcome = Outcome(v=1, request_id=request_id, ts=now, segment=key, em=em, tokens=tokens)
+            decision, outcome, k = self._request(i, s, now, em_u[j], token_z[j])
             if self.log is not None:
                 self.log.write(decision)
                 self.log.write(outcome)
             self.agent.observe(decision, outcome, now)
-            o = self._oracle[s]
-            tally.n += 1
-            tally.em += self._em[s][k]
-            tally.tokens += self._tokens[s][k]
-            tally.reward += self._rewards[s][k]
-            tally.reference_em += self._em[s][ref]
-            tally.reference_tokens += self._tokens[s][ref]
-            tally.reference_reward += self._rewards[s][ref]
-            tally.oracle_em += self._em[s][o]
-            tally.oracle_tokens += self._tokens[s][o]
-            tally.oracle_reward += self._rewards[s][o]
+            self._count(s, k)
             if (i + 1) % self.publish_every == 0:
                 self.agent.publish(now)
             if i + 1 in marks:
-                self.snapshots[i + 1] = self.report(
-                    segment_counts, time.perf_counter() - started
-                )
+                self.snapshots[i + 1] = self.report(segment_counts, time.perf_counter() - started)
         return self.report(segment_counts, time.perf_counter() - started)
+
+    def _count(self, s: int, k: int) -> None:
+        """Add one interaction's expected figures, and the reference's and oracle's."""
+        tally, ref, oracle = self._tally, self.truth.reference, self._oracle[s]
+        em, tokens, rewards = self._em[s], self._tokens[s], self._rewards[s]
+        tally.n += 1
+        tally.em += em[k]
+        tally.tokens += tokens[k]
+        tally.reward += rewards[k]
+        tally.reference_em += em[ref]
+        tally.reference_tokens += tokens[ref]
+        tally.reference_reward += rewards[ref]
+        tally.oracle_em += em[oracle]
+        tally.oracle_tokens += tokens[oracle]
+        tally.oracle_reward += rewards[oracle]
+
+    def _request(
+        self, i: int, s: int, now: float, em_u: float, token_z: float
+    ) -> tuple[Decision, Outcome, int]:
+        """One request of segment `s`: the decision a serving node logs, and its outcome."""
+        truth, arms = self.truth, self.truth.arms
+        request_id = f"s{self.seed}-{i:08d}"
+        key = truth.keys[s]
+        policy = self.agent.policy_for(key)
+        if policy is None:
+            k = arms.index(_closest(arms, self.fallback_arm))
+            probability, version, pmf = 1.0, 0, None
+        else:
+            k = draw_index(policy.pmf, request_id)
+            probability, version = policy.pmf[k], policy.version
+            pmf = list(zip(policy.arms, policy.pmf, strict=True))
+        decision = Decision(
+            v=1,
+            request_id=request_id,
+            ts=now,
+            segment=key,
+            context=truth.features[s],
+            threshold=arms[k],
+            probability=probability,
+            policy_version=version,
+            pmf=pmf,
+        )
+        mean_tokens = self._tokens[s][k]
+        tokens = int(mean_tokens * math.exp(self._log_mu[s] + self._log_sigma[s] * token_z))
+        em = 1.0 if em_u < self._em[s][k] else 0.0
+        outcome = Outcome(v=1, request_id=request_id, ts=now, segment=key, em=em, tokens=tokens)
+        return decision, outcome, k
 
     def report(self, segment_counts: NDArray[np.float64], elapsed_s: float) -> dict[str, Any]:
         """The run so far: online, final policy, oracle, reference, best global arm."""
@@ -262,15 +284,14 @@ class Simulation:
         online["gap_closed"] = _gap_closed(online["reward"], reference[2], oracle_reward)
         arm_rewards = (tally.arm_rewards + segment_counts @ self._reward_rows) / n
         best = int(np.argmax(arm_rewards))
-        greedy = {
-            k: p.greedy
-            for k in truth.keys
-            if (p := self.agent.policy_for(k)) is not None
-        }
+        greedy = {k: p.greedy for k in truth.keys if (p := self.agent.policy_for(k)) is not None}
         final = evaluate_arms(truth, greedy, self.weights, self.fallback_arm)
         oracle_now = evaluate_arms(
             truth,
-            {k: truth.arms[a] for k, a in zip(truth.keys, truth.oracle_arms(self.weights), strict=True)},
+            {
+                k: truth.arms[a]
+                for k, a in zip(truth.keys, truth.oracle_arms(self.weights), strict=True)
+            },
             self.weights,
             self.fallback_arm,
         )

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from controller.config import ExplorationConfig
 
 MIN_SUPPORT = 30.0
+NEIGHBOUR_FLOOR_FULL_UNTIL = 500.0
 _DRAWS = 4096
 _DRAW_SEED = 20_251_130
 
@@ -90,7 +91,7 @@ def explore(
         greedy = default_arm
     p_best = probability_best(mean, cov)
 
-    candidates = supported & (p_best >= config.plausible_min)
+    candidates = (support >= 1.0) & (p_best >= config.plausible_min)
     candidates[max(greedy - 1, 0) : greedy + 2] = True
 
     weights = np.where(candidates, p_best, 0.0)
@@ -100,6 +101,18 @@ def explore(
     if weights.sum() > 0.0:
         pmf = weights / weights.sum() * explore_mass
     pmf = np.where(candidates, np.maximum(pmf, config.floor), 0.0)
+    # Neighbours are where improvement lies: one nobody has measured yet is probed until
+    # it has support of its own, and a measured one keeps enough traffic to recover from
+    # an unlucky start (sample means of abandoned arms stay biased low).
+    # The guarantee fades as 1/sqrt(n): the negative bias is a small-sample effect.
+    for k in (greedy - 1, greedy + 1):
+        if 0 <= k < arms:
+            guarantee = (
+                config.neighbour_floor * min(1.0, (NEIGHBOUR_FLOOR_FULL_UNTIL / support[k]) ** 0.5)
+                if supported[k]
+                else config.probe
+            )
+            pmf[k] = max(pmf[k], guarantee)
     pmf[greedy] = 0.0
     pmf[greedy] = max(1.0 - pmf.sum(), 0.0)
     pmf /= pmf.sum()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from contextlib import nullcontext
@@ -20,7 +19,7 @@ from controller.simulate import ControllerAgent, Simulation
 from streams.files import event_log_writer
 
 if TYPE_CHECKING:
-    from streams.files import EventLogWriter
+    import argparse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

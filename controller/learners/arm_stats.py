@@ -68,7 +68,12 @@ class _DecayedSums:
             return 0.0, 0.0, 0.0, 0.0
         em = self.em[arm] / n
         tok = self.tok[arm] / n
-        return em, max(self.em2[arm] / n - em * em, 0.0), tok, max(self.tok2[arm] / n - tok * tok, 0.0)
+        return (
+            em,
+            max(self.em2[arm] / n - em * em, 0.0),
+            tok,
+            max(self.tok2[arm] / n - tok * tok, 0.0),
+        )
 
     def copy_from(self, other: _DecayedSums) -> None:
         # Sums are stored relative to each one's scale; re-express `other`'s on ours.
@@ -141,7 +146,10 @@ class ArmStats:
             spread = 1.0 / n_recent - 1.0 / n_long
             em_se = math.sqrt(max(em_var, 1e-4) * spread)
             tok_se = math.sqrt(max(tok_var, 1e-6 * tok_l * tok_l + 1.0) * spread)
-            if abs(em_r - em_l) > self.drift_z * em_se or abs(tok_r - tok_l) > self.drift_z * tok_se:
+            if (
+                abs(em_r - em_l) > self.drift_z * em_se
+                or abs(tok_r - tok_l) > self.drift_z * tok_se
+            ):
                 return True
         return False
 

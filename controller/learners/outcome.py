@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmStats
+from controller.learners.arm_stats import ArmMoments, ArmStats
 from controller.learners.pooling import fit_shape, pooled_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 TOKENS_SCALE = 1000.0
 _EM_VAR_FLOOR = 0.01
+_DEFAULT_EM_VAR = 0.25
+_VARIANCE_PRIOR_N = 20.0
 _DEFAULT_TOKEN_CV = 1.0
 _PRIOR_SUPPORT_FACTOR = 10.0
 _EM_LEVEL_SD = 1.0
@@ -133,9 +135,7 @@ class OutcomeLearner:
         ]
         interactions = [flag for pair in config.interactions for flag in ("-q", pair)]
         self.em_model: Regressor = make_regressor([*self._vw_args, *interactions], self.backend)
-        self.tokens_model: Regressor = make_regressor(
-            [*self._vw_args, *interactions], self.backend
-        )
+        self.tokens_model: Regressor = make_regressor([*self._vw_args, *interactions], self.backend)
         self.stats: dict[str, ArmStats] = {}
         self.contexts: dict[str, dict[str, ContextValue]] = {}
         self._shared: dict[str, str] = {}
@@ -190,14 +190,19 @@ class OutcomeLearner:
         if stats is None:
             return obs
         moments = [stats.moments(k) for k in range(k_arms)]
-        token_cv = _pooled_token_cv(moments)
+        em_var_pooled, cv2_pooled = _pooled_variances(moments)
         for k, m in enumerate(moments):
             obs.n[k] = m.n
             if m.n <= 0.0:
                 continue
-            em_var = m.em_var if m.n >= 2.0 else m.em * (1.0 - m.em)  # noqa: PLR2004
+            # A few observations say little about their own spread (19 successes out of 19
+            # have variance 0): shrink each arm's variance towards the segment's pooled one.
+            em_var = (m.n * m.em_var + _VARIANCE_PRIOR_N * em_var_pooled) / (
+                m.n + _VARIANCE_PRIOR_N
+            )
+            cv2 = m.tokens_var / m.tokens**2 if m.tokens > 0.0 else cv2_pooled
+            cv2 = (m.n * cv2 + _VARIANCE_PRIOR_N * cv2_pooled) / (m.n + _VARIANCE_PRIOR_N)
             obs.em[k], obs.em_precision[k] = m.em, m.n / max(em_var, _EM_VAR_FLOOR)
-            cv2 = m.tokens_var / m.tokens**2 if m.n >= 2.0 and m.tokens > 0 else token_cv**2  # noqa: PLR2004
             # log of a mean has variance cv^2 / n (delta method).
             obs.log_tokens[k] = math.log(max(m.tokens, 1.0))
             obs.log_tokens_precision[k] = m.n / max(cv2, _LOG_TOKEN_VAR_FLOOR)
@@ -318,10 +323,11 @@ class OutcomeLearner:
         self.learned = int(state["learned"])
 
 
-def _pooled_token_cv(moments: Sequence[Any]) -> float:
-    cvs = [
-        math.sqrt(m.tokens_var) / m.tokens
-        for m in moments
-        if m is not None and m.n >= 10.0 and m.tokens > 0.0  # noqa: PLR2004
-    ]
-    return sum(cvs) / len(cvs) if cvs else _DEFAULT_TOKEN_CV
+def _pooled_variances(moments: Sequence[ArmMoments]) -> tuple[float, float]:
+    """The segment's EM variance and squared token CV, pooled over arms (defaults if no data)."""
+    n = sum(m.n for m in moments)
+    if n < _VARIANCE_PRIOR_N:
+        return _DEFAULT_EM_VAR, _DEFAULT_TOKEN_CV**2
+    em_var = sum(m.n * m.em_var for m in moments) / n
+    cv2 = sum(m.n * m.tokens_var / m.tokens**2 for m in moments if m.tokens > 0.0) / n
+    return max(em_var, _EM_VAR_FLOOR), max(cv2, _LOG_TOKEN_VAR_FLOOR)

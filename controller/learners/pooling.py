@@ -50,7 +50,7 @@ def fit_shape(
     col_weight = precision.sum(axis=0)
     observed = np.where(precision > 0.0, y, 0.0)
     for _ in range(_ITERATIONS):
-        # Alternating updates converge for this two-way layout (Gauss-Seidel on the normal equations).
+        # Alternating updates (Gauss-Seidel on the normal equations) converge for this layout.
         level = np.divide(
             (precision * (observed - shape[None, :])).sum(axis=1),
             row_weight,
@@ -86,7 +86,11 @@ def pooled_posterior(
     known = shape_precision > 0.0
     residual = np.where(known, y - shape, 0.0)
     observed = precision > 0.0
-    level_mean = float(np.average(residual[observed], weights=precision[observed])) if observed.any() else 0.0
+    level_mean = (
+        float(np.average(residual[observed], weights=precision[observed]))
+        if observed.any()
+        else 0.0
+    )
     mean, cov = smooth_posterior(
         residual, precision, step_sd=step_sd, level_mean=level_mean, level_sd=level_sd
     )

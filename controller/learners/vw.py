@@ -94,18 +94,16 @@ def available_backend(preferred: str = "auto") -> Backend:
     Raises:
         RuntimeError: neither binding (or not the preferred one) is installed.
     """
-    installed: list[Backend] = [
-        name
-        for name, module in (
-            ("vowpal-wabbit-next", "vowpal_wabbit_next"),
-            ("vowpalwabbit", "vowpalwabbit"),
-        )
-        if importlib.util.find_spec(module) is not None
-    ]
+    modules: dict[Backend, str] = {
+        "vowpal-wabbit-next": "vowpal_wabbit_next",
+        "vowpalwabbit": "vowpalwabbit",
+    }
+    installed = [name for name, module in modules.items() if importlib.util.find_spec(module)]
     if preferred == "auto" and installed:
         return installed[0]
-    if preferred in installed:
-        return preferred  # type: ignore[return-value]
+    for name in installed:
+        if name == preferred:
+            return name
     raise RuntimeError(
         f"learner.backend: {preferred!r} is not installed (installed: {installed or 'none'})"
     )

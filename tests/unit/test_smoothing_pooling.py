@@ -1,0 +1,63 @@
+"""The ordered-arm smoothness prior and the pooled curve shape."""
+
+import numpy as np
+import pytest
+
+from controller.learners.pooling import fit_shape, pooled_posterior
+from controller.learners.smoothing import path_laplacian, smooth_posterior
+
+
+def test_laplacian_of_a_path() -> None:
+    """Rows sum to zero; ends have degree 1, the middle degree 2."""
+    laplacian = path_laplacian(4)
+    assert laplacian.sum(axis=1).tolist() == [0, 0, 0, 0]
+    assert np.diag(laplacian).tolist() == [1, 2, 2, 1]
+
+
+def test_plenty_of_data_keeps_its_own_values() -> None:
+    """With precise observations everywhere the posterior equals the data."""
+    y = np.array([0.2, 0.5, 0.9])
+    mean, cov = smooth_posterior(y, np.full(3, 1e9), step_sd=0.01, level_mean=0, level_sd=10)
+    assert mean == pytest.approx(y, abs=1e-5)
+    assert np.diag(cov).max() < 1e-8
+
+
+def test_an_arm_without_data_borrows_its_neighbour_with_growing_doubt() -> None:
+    """Unobserved arms take the nearest observed value; variance grows with distance."""
+    y = np.array([0.0, 0.0, 0.0, 0.7])
+    precision = np.array([0.0, 0.0, 0.0, 1e6])
+    mean, cov = smooth_posterior(y, precision, step_sd=0.05, level_mean=0.5, level_sd=10)
+    assert mean == pytest.approx([0.7] * 4, abs=1e-3)
+    variances = np.diag(cov)
+    # step_sd^2 = 0.0025 per step away from the data (a random walk).
+    assert variances[2] == pytest.approx(0.0025, rel=0.01)
+    assert variances[0] == pytest.approx(3 * 0.0025, rel=0.01)
+
+
+def test_neighbours_shrink_towards_each_other() -> None:
+    """Two noisy neighbours end closer together than their raw means, never crossing."""
+    y = np.array([0.40, 0.50])
+    precision = np.array([100.0, 100.0])
+    mean, _ = smooth_posterior(y, precision, step_sd=0.05, level_mean=0.5, level_sd=10)
+    assert 0.40 < mean[0] < mean[1] < 0.50
+
+
+def test_fit_shape_recovers_an_additive_layout() -> None:
+    """level[s] + shape[k] is recovered exactly from complete noiseless data (shape centred)."""
+    level = np.array([0.1, 0.5, 0.9])
+    shape = np.array([-0.2, 0.0, 0.05, 0.15])
+    y = level[:, None] + shape[None, :]
+    fitted, weight = fit_shape(y, np.ones_like(y))
+    assert fitted == pytest.approx(shape - shape.mean(), abs=1e-6)
+    assert weight.tolist() == [3, 3, 3, 3]
+
+
+def test_pooled_posterior_gives_a_new_arm_the_common_shape() -> None:
+    """A segment that never played arm 0 expects the shape's step from its own level."""
+    shape = np.array([-0.10, 0.0, 0.0])
+    y = np.array([0.0, 0.6, 0.6])
+    precision = np.array([0.0, 1e6, 1e6])
+    mean, _ = pooled_posterior(
+        y, precision, shape, np.array([1e6, 1e6, 1e6]), step_sd=0.01, level_sd=10
+    )
+    assert mean == pytest.approx([0.5, 0.6, 0.6], abs=2e-3)
