@@ -32,7 +32,10 @@ def _handler_for(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
                 ok = daemon.ready
                 self._send(200 if ok else 503, "text/plain", b"ready\n" if ok else b"not ready\n")
             elif self.path == "/policies":
-                body = {s: p.model_dump(mode="json") for s, p in daemon.policies().items()}
+                body = {
+                    s: p.model_dump(mode="json", exclude_none=True)
+                    for s, p in daemon.policies().items()
+                }
                 self._send(200, "application/json", json.dumps(body, sort_keys=True).encode())
             else:
                 self._send(404, "text/plain", b"not found\n")

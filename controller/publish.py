@@ -116,7 +116,9 @@ class Publisher:
     def delivered(self, policies: list[Policy], elapsed_s: float) -> None:
         """Record a round the broker acknowledged: metrics, the /policies view, a log event."""
         for policy in policies:
-            self.current[policy.segment] = policy
+            # /policies serves these: signed as on the topic, so keyed nodes can verify them.
+            signed = sign(policy, self._key) if self._key is not None else policy
+            self.current[policy.segment] = signed
             self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
             self._metrics.policy_version.labels(policy.segment).set(policy.version)
         self._metrics.policies_published.inc(len(policies))
