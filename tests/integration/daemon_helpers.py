@@ -162,6 +162,10 @@ class DaemonProcess:
                 continue
         return parsed
 
+    def restored(self) -> bool:
+        """Whether it restored (and so consumes) at least one partition."""
+        return any(e.get("event") == "partition.restored" for e in self.events())
+
     def kill(self) -> None:
         """SIGKILL, as a crash."""
         self.process.kill()
