@@ -63,6 +63,7 @@ def export_checkpoints(
     written_at: float,
     partition_of: dict[str, int] | None = None,
     offsets: dict[int, int] | None = None,
+    topic: str | None = None,
 ) -> list[Path]:
     """Write one warm-start checkpoint per partition of the events topic.
 
@@ -72,34 +73,38 @@ def export_checkpoints(
         written_at: Timestamp recorded in the checkpoints (the last event's ts).
         partition_of: Segment to partition, when known (replay of a topic);
             other segments go where the default partitioner sends them.
-        offsets: Next offset per partition (replay of a topic); 0 where absent.
+        offsets: Next offset per partition (replay of a topic); 0 where absent. Its
+            partitions are the topic's; without it, `kafka.partitions` of the config.
+        topic: The events topic the checkpoints are for (default `kafka.events_topic`).
 
     Returns:
         The files written, by partition.
     """
     kafka = core.config.kafka
+    topic = topic or kafka.events_topic
+    partitions = len(offsets) if offsets else kafka.partitions
     state = core.snapshot()
     known = partition_of or {}
     segments = set(state["learner"]["stats"]) | set(state["policies"])
-    owners: dict[int, set[str]] = {p: set() for p in range(kafka.partitions)}
+    owners: dict[int, set[str]] = {p: set() for p in range(partitions)}
     for segment in segments:
-        partition = known.get(segment, default_partition(segment, kafka.partitions))
+        partition = known.get(segment, default_partition(segment, partitions))
         owners.setdefault(partition, set()).add(segment)
     store = DirCheckpointStore(directory)
     written = []
     for partition, owned in sorted(owners.items()):
         checkpoint = Checkpoint(
-            topic=kafka.events_topic,
+            topic=topic,
             partition=partition,
             offset=(offsets or {}).get(partition, 0),
             written_at=written_at,
             state=partition_state(state, owned),
         )
         store.save(checkpoint)
-        written.append(store.path(kafka.events_topic, partition))
+        written.append(store.path(topic, partition))
         log.info(
             "replay.checkpoint_written",
-            topic=kafka.events_topic,
+            topic=topic,
             partition=partition,
             offset=checkpoint.offset,
             segments=len(owned),

@@ -6,6 +6,11 @@ partitions by record timestamp (then partition, offset) so a replay of the
 same range is the same computation every time. The end of an open range is
 the fetch response's high-water mark, not `end_offsets` (Tansu answers the
 latter short of the end when a batch held several records).
+
+Time bounds select records by their own timestamp, in [from, to). The
+broker's `offsets_for_times` answer only says where to start, and where to
+stop when it lies past the start; otherwise a partition is read to its
+high-water mark and filtered (Tansu 0.6 answers offset 0 whatever the time).
 """
 
 from __future__ import annotations
@@ -129,7 +134,13 @@ def read_topic_range(
                 consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, starts[tp])
+            if end is not None and end.timestamp_ms is not None:
+                # An answer at or before the start bounds nothing (see the module docstring).
+                first = consumer.position(tp)
+                if ends[tp] is not None and ends[tp] <= first:
+                    ends[tp] = None
         records = _poll_range(consumer, partitions, ends, time.monotonic() + timeout_s)
+        records = [r for r in records if _within(r.timestamp, start, end)]
         result = TopicRange(
             next_offsets={tp.partition: _stop(consumer, tp, ends) for tp in partitions}
         )
@@ -149,6 +160,12 @@ def read_topic_range(
             result.partition_of.setdefault(record.key.decode(errors="replace"), record.partition)
     log.info("replay.topic_read", topic=topic, records=len(records), partitions=len(partitions))
     return result
+
+
+def _within(timestamp_ms: int, start: RangeBound | None, end: RangeBound | None) -> bool:
+    if start is not None and start.timestamp_ms is not None and timestamp_ms < start.timestamp_ms:
+        return False
+    return end is None or end.timestamp_ms is None or timestamp_ms < end.timestamp_ms
 
 
 def _stop(

@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             written_at=max(p.issued_at for p in log.core.policies.values()),
             partition_of=partition_of,
             offsets=offsets,
+            topic=args.topic,
         )
         document["checkpoint"] = {
             "files": [str(f) for f in files],
