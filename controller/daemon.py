@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from kafka import TopicPartition
-from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -47,6 +46,7 @@ from controller.core import ControllerCore
 from controller.metrics import Metrics
 from controller.partition import PartitionState
 from controller.publish import Publisher
+from controller.rebalance import RebalanceListener
 from streams.codec import InvalidEventError, decode
 from streams.dlq import DeadLetter
 from streams.kafka import (
@@ -76,41 +76,6 @@ CLOSE_TIMEOUT_MS = 5000
 # Liveness: the loop must come round this often; a poll, a flush or a checkpoint
 # may each take up to their timeouts, so the bound leaves room for all of them.
 STALE_AFTER_S = 60.0
-
-
-class RebalanceListener(AsyncConsumerRebalanceListener):  # type: ignore[misc] # untyped base
-    """Hands kafka-python's rebalance callbacks to the daemon; never raises into the consumer.
-
-    kafka-python 3 runs these on the consumer's IO thread, where a blocking
-    consumer call is refused; the async form lets the revoke commit be awaited.
-    """
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Checkpoint and commit each revoked partition, then drop it."""
-        try:
-            offsets = self._daemon.revoke(revoked)
-            if offsets and self._daemon.consumer is not None:
-                await self._daemon.consumer.commit_async(offsets)
-                log.info(
-                    "offsets.committed",
-                    offsets={tp.partition: o.offset for tp, o in offsets.items()},
-                )
-        except Exception as error:  # noqa: BLE001 - a raise here would abort the rebalance
-            log.warning("rebalance.revoke_failed", error=repr(error))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Queue the assigned partitions for restore by the loop (they stay paused until then)."""
-        try:
-            self._daemon.assign(assigned)
-        except Exception as error:  # noqa: BLE001
-            log.warning("rebalance.assign_failed", error=repr(error))
-
-    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        """Another member may own them already: drop without checkpointing."""
-        self._daemon.drop(lost)
 
 
 class Daemon:
