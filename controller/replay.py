@@ -2,10 +2,13 @@
 
 Events go through the same gate and join as live traffic: `streams.codec.decode`
 (bad lines are counted by kind, never fatal), then a `ControllerCore` (or,
-without learning, a `JoinBuffer` with the config's join settings), with
-`now` = the event's own ts. With learning, the core learns every interaction
-in order and rebuilds its policies every `publish_every` interactions, as the
-daemon does on its publish interval (and `simulate --publish-every`); each
+without learning, a `JoinBuffer` with the config's join settings), with `now` = the event-time
+watermark (the highest ts seen so far), as the daemon keeps per partition:
+replay keeps one for the whole log, since a file does not say which partition
+an event came from, and has no wall clock to clamp it to. With learning, the
+core learns every interaction in order and rebuilds its policies every
+`publish_every` interactions, as the daemon does on its publish interval (and
+`simulate --publish-every`); each
 interaction records the pmf of the policy built *before* it, so the learned
 policy is evaluated without peeking at the interaction it is scored on.
 
@@ -97,6 +100,7 @@ class ReplayLog:
             interaction, shape (n, K); None without learning.
         stats: Input and join counters.
         core: The core trained on the whole log (None without learning).
+        watermark_s: The event-time watermark at the end (highest ts seen).
     """
 
     arms: list[float]
@@ -110,6 +114,7 @@ class ReplayLog:
     learned_pmf: NDArray[np.float64] | None
     stats: ReplayStats
     core: ControllerCore | None
+    watermark_s: float
 
     @property
     def n(self) -> int:
@@ -176,8 +181,7 @@ class Replayer:
 
     def _offer(self, event: Event) -> Interaction | None:
         # The same rules as ControllerCore.offer, so both modes reject the same events.
-        now = event.ts
-        self._watermark = max(self._watermark, now)
+        self._watermark = now = max(self._watermark, event.ts)
         if isinstance(event, Decision):
             if self.config.arm_index(event.threshold) is None:
                 raise InvalidEventError(
@@ -295,6 +299,7 @@ class Replayer:
             ),
             stats=self.stats,
             core=self.agent.core if self.agent is not None else None,
+            watermark_s=self._watermark,
         )
 
 

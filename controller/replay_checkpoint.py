@@ -61,6 +61,7 @@ def export_checkpoints(
     directory: Path,
     *,
     written_at: float,
+    watermark_s: float | None = None,
     partition_of: dict[str, int] | None = None,
     offsets: dict[int, int] | None = None,
     topic: str | None = None,
@@ -70,7 +71,8 @@ def export_checkpoints(
     Args:
         core: The core trained by replay.
         directory: The checkpoint directory (`checkpoint.dir` of the daemon).
-        written_at: Timestamp recorded in the checkpoints (the last event's ts).
+        written_at: Timestamp recorded in the checkpoints.
+        watermark_s: The event-time watermark replay ended at (default `written_at`).
         partition_of: Segment to partition, when known (replay of a topic);
             other segments go where the default partitioner sends them.
         offsets: Next offset per partition (replay of a topic); 0 where absent. Its
@@ -99,6 +101,7 @@ def export_checkpoints(
             offset=(offsets or {}).get(partition, 0),
             written_at=written_at,
             state=partition_state(state, owned),
+            watermark_s=written_at if watermark_s is None else watermark_s,
         )
         store.save(checkpoint)
         written.append(store.path(topic, partition))

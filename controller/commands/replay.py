@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         files = export_checkpoints(
             log.core,
             args.export_checkpoint,
-            written_at=max(p.issued_at for p in log.core.policies.values()),
+            written_at=time.time(),
+            watermark_s=log.watermark_s,
             partition_of=partition_of,
             offsets=offsets,
             topic=args.topic,
