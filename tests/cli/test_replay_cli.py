@@ -95,6 +95,7 @@ def test_exported_checkpoints_start_a_core_with_the_learned_policies(golden_json
     for partition in range(config.kafka.partitions):
         checkpoint = store.load(config.kafka.events_topic, partition)
         assert checkpoint is not None
+        assert checkpoint.watermark_s == pytest.approx(1_764_489_600.0 + 2999 * 0.01)
         core = ControllerCore(config)
         core.restore(checkpoint.state)
         greedy |= {s: p.greedy for s, p in core.policies.items() if s != "*"}
