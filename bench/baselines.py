@@ -52,6 +52,7 @@ class ThompsonAgent:
         self.version = 0
 
     def policy_for(self, segment: str) -> Policy | None:
+        """The last published policy, uniform before the first."""
         policy = self.published.get(segment)
         if policy is None:
             uniform = np.full(len(self.arms), 1.0 / len(self.arms))
@@ -59,11 +60,13 @@ class ThompsonAgent:
         return policy
 
     def observe(self, decision: Decision, outcome: Outcome, now: float) -> None:  # noqa: ARG002
+        """Count the outcome on the chosen arm."""
         stats = self.stats.setdefault(decision.segment, np.zeros((len(self.arms), 4)))
         k = self.arms.index(decision.threshold)
         stats[k] += (1.0, outcome.em, outcome.tokens, float(outcome.tokens) ** 2)
 
     def publish(self, now: float) -> None:
+        """P(best) per arm from posterior draws becomes the pmf."""
         for segment, stats in self.stats.items():
             n, em, tok, tok2 = stats.T
             em_draws = self.rng.beta(1.0 + em, 1.0 + n - em, size=(_DRAWS, len(self.arms)))
@@ -105,6 +108,7 @@ class VWEpsilonAgent:
         return lines
 
     def policy_for(self, segment: str) -> Policy | None:
+        """The last published policy, uniform before the first."""
         policy = self.published.get(segment)
         if policy is None:
             uniform = np.full(len(self.arms), 1.0 / len(self.arms))
@@ -112,6 +116,7 @@ class VWEpsilonAgent:
         return policy
 
     def observe(self, decision: Decision, outcome: Outcome, now: float) -> None:  # noqa: ARG002
+        """Learn cost = -reward of the chosen arm at its logged probability."""
         shared = self.contexts.setdefault(
             decision.segment, shared_features(decision.segment, decision.context)
         )
@@ -123,6 +128,7 @@ class VWEpsilonAgent:
         self.workspace.learn_one(self._example(shared, (k, cost, decision.probability)))
 
     def publish(self, now: float) -> None:
+        """VW's exploration pmf for each segment's context becomes its policy."""
         for segment, shared in self.contexts.items():
             prediction = self.workspace.predict_one(self._example(shared, None))
             pmf = np.zeros(len(self.arms))

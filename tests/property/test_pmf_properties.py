@@ -14,6 +14,7 @@ ARMS = 7
 
 @st.composite
 def beliefs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Independent Normal beliefs over seven arms, supports, and a default arm."""
     mean = np.array(draw(st.lists(st.floats(-1, 1), min_size=ARMS, max_size=ARMS)))
     sd = np.array(draw(st.lists(st.floats(1e-4, 0.5), min_size=ARMS, max_size=ARMS)))
     support = np.array(draw(st.lists(st.floats(0, 1e5), min_size=ARMS, max_size=ARMS)))
