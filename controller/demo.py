@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 WAIT_SLICE_S = 0.2
+# How long an idle, withheld publish round waits for the fleet's request before the loop polls.
+IDLE_WAIT_S = 0.05
 PUBLISH_POINT_TIMEOUT_S = 120.0
 FOLLOWER_START_TIMEOUT_S = 30.0
 
@@ -88,10 +90,18 @@ class PublishPacer:
             self.rounds += 1
             self._changed.notify_all()
 
+    def wait_for_request(self, timeout_s: float) -> None:
+        """Block until a round is asked for (or pacing is released), at most `timeout_s`."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._released or self._target_events is not None, timeout=timeout_s
+            )
+
     def request(self, events: int) -> int:
         """Ask for one round after `events` events; return the round count to wait for."""
         with self._changed:
             self._target_events = events
+            self._changed.notify_all()
             return self.rounds + 1
 
     def wait(self, rounds: int, timeout_s: float) -> dict[str, int] | None:
@@ -113,7 +123,9 @@ class PacedDaemon(Daemon):
 
     A withheld round reports failure to the loop, so no checkpoint is written
     without its policies and dead letters flushed; the loop asks again on its
-    next iteration.
+    next iteration. The loop polls without waiting while a publish is overdue,
+    so when nothing came in and nothing is asked for, the withheld round waits
+    here for a request instead of letting the loop spin.
     """
 
     def __init__(
@@ -124,10 +136,14 @@ class PacedDaemon(Daemon):
     ) -> None:
         super().__init__(config, **kwargs)
         self.pacer = pacer
+        self._events_seen = -1
 
     def publish(self) -> bool:
         """Publish one round if the pacer allows it, and tell the pacer what went out."""
         if not self.pacer.allows(self.events_processed):
+            if self.events_processed == self._events_seen:
+                self.pacer.wait_for_request(IDLE_WAIT_S)
+            self._events_seen = self.events_processed
             return False
         delivered = super().publish()
         if delivered:
