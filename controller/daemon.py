@@ -264,9 +264,12 @@ class Daemon:
     # -- consuming ---------------------------------------------------------------------------
 
     def _poll(self) -> dict[Any, list[Any]]:
+        # Never wait in poll past the next publish: an idle wait would delay policies.
+        until_publish_ms = (self._next_publish_s - self._monotonic()) * 1000
+        timeout_ms = int(min(POLL_TIMEOUT_MS, max(until_publish_ms, 0)))
         try:
             records: dict[Any, list[Any]] = self.consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.config.kafka.max_poll_records
+                timeout_ms=timeout_ms, max_records=self.config.kafka.max_poll_records
             )
         except KafkaError as error:
             log.warning("consumer.poll_failed", error=repr(error))
