@@ -16,6 +16,7 @@ Run: `.venv/bin/python bench/replay.py [--interactions N]`.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from controller.replay_targets import (
 )
 from controller.scenario import DEFAULT_SCENARIO, load_scenario
 from controller.simulate import START_TS, Simulation
+from streams.codec import decode
 from streams.events import Decision, Outcome, Policy
 from streams.files import event_log_writer
 
@@ -91,6 +93,15 @@ def main() -> None:
         )
 
         started = time.perf_counter()
+        for raw in file_events([path]):
+            decode(raw.key, raw.value)
+        decode_s = time.perf_counter() - started
+        print(
+            f"read+decode alone (streams.codec.decode, the ceiling): {events / decode_s:,.0f} "
+            f"events/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+
+        started = time.perf_counter()
         plain = replay(file_events([path]), config, learn=False)
         joined_s = time.perf_counter() - started
         evaluate(plain, [logged_target(), *fixed_targets(plain)], config.reward)
@@ -98,6 +109,7 @@ def main() -> None:
         print(
             f"without learning: read+decode+join {joined_s:.1f} s, with evaluation of logged + "
             f"{len(config.arms)} fixed {plain_s:.1f} s: {events / plain_s:,.0f} events/s "
+            f"(join only {events / joined_s:,.0f} events/s) "
             f"(target >= 50,000)"
         )
 
