@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -27,6 +28,7 @@ from controller.replay_targets import (
     logged_target,
     sweep_targets,
 )
+from streams.kafka import client_settings
 
 if TYPE_CHECKING:
     import argparse
@@ -118,7 +120,18 @@ def run(args: argparse.Namespace) -> int:
             end = RangeBound.parse(args.end) if args.end else None
         except ValueError as error:
             raise UsageError(f"--from/--to: {error}") from None
-        topic_range = read_topic_range([args.bootstrap], args.topic, start, end)
+        # Security settings come from the config's kafka section, as for the daemon.
+        settings = {
+            k: v for k, v in client_settings(config.kafka).items() if k != "bootstrap_servers"
+        }
+        try:
+            topic_range = read_topic_range(
+                [args.bootstrap], args.topic, start, end, consumer_settings=settings
+            )
+        except (KafkaError, ValueError, TimeoutError) as error:
+            raise UsageError(
+                f"--bootstrap {args.bootstrap} --topic {args.topic}: {error}"
+            ) from None
         events: Iterable[RawEvent] = topic_range.events
         partition_of, offsets = topic_range.partition_of, topic_range.next_offsets
         sources = [f"{args.bootstrap}/{args.topic}"]
