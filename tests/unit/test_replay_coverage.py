@@ -18,6 +18,13 @@ published before the first request, as a daemon does at start). With the
 shipped settings (floor 0.005, far arms at probability 0) fixed thresholds far
 from the greedy arm have little or no support; replay warns about those
 (tests/golden/test_replay_golden.py), and no interval can be trusted there.
+
+Margins measured when this was written (covered out of 20, 10 000 requests per seed): every
+(policy, estimator, outcome) covered 18 to 20; at exactly 18 were SNIPS and DR of fixed 0.9
+(reward, EM), IPS of fixed 1 (tokens) and IPS of the learned policy (reward, EM). With 5 000
+requests per seed, IPS of fixed 0.8 (played mostly at the 0.1 floor, weights 0 or 10) covered
+only 16/20 (36/40 over 40 seeds): the Wald interval of a skewed IPS mean undercovers at that
+size, so the test uses 10 000. DR's mean absolute error was 0.48-0.84 of IPS's.
 """
 
 from __future__ import annotations
