@@ -1,14 +1,20 @@
 """Regenerate tests/data/replay-golden.jsonl.gz: 3 000 seeded requests of the shipped scenario.
 
-Run from the repository root: `.venv/bin/python tests/golden/make_replay_log.py`. The log
-changes only if the simulator or the learners change; test_replay_golden.py then needs new
-literals, which is the point of a golden test.
+Run from the repository root: `.venv/bin/python tests/golden/make_replay_log.py`. The log is
+checked in and stays as it is when the learners change (it is what an older daemon logged);
+what replay learns from it does change, and `--literals` prints the learner-dependent literals
+of test_replay_golden.py (LEARNED_GREEDY, SWEEP, LEARNED) for the current learners.
 """
 
+import sys
 from pathlib import Path
 
 from controller.config import load_config
 from controller.core import ControllerCore
+from controller.replay import replay
+from controller.replay_eval import evaluate
+from controller.replay_sources import file_events
+from controller.replay_targets import Sweep, learned_target, sweep_targets
 from controller.scenario import DEFAULT_SCENARIO, load_scenario
 from controller.simulate import ControllerAgent, Simulation
 from streams.files import event_log_writer
@@ -38,5 +44,27 @@ def main() -> None:
         ).run(INTERACTIONS)
 
 
+def print_literals() -> None:
+    """Print what replay learns from the checked-in log with the current learners."""
+    config = load_config(CONFIG)
+    log = replay(file_events([PATH]), config, publish_every=PUBLISH_EVERY)
+    assert log.core is not None
+    print("LEARNED_GREEDY =", {s: p.greedy for s, p in log.core.policies.items()})  # noqa: T201
+    sweep = sweep_targets(log, Sweep.parse("token_cost_per_1k=0.005:0.05:4"))
+    print("SWEEP =", {t.name: t.greedy for t in sweep})  # noqa: T201
+    evaluation = evaluate(log, [learned_target(log)], config.reward)
+    learned = {
+        (e.name, e.estimator): (
+            e.reward.value, e.reward.ci_low, e.reward.ci_high, e.em.value, e.tokens.value,
+            e.reward.ess,
+        )
+        for e in evaluation.overall
+    }  # fmt: skip
+    print("LEARNED =", learned)  # noqa: T201
+
+
 if __name__ == "__main__":
-    main()
+    if "--literals" in sys.argv:
+        print_literals()
+    else:
+        main()
