@@ -65,10 +65,10 @@ class ExplorationConfig(_Section):
     """The rule that turns outcome estimates into a pmf (policies.exploration)."""
 
     floor: Probability = 0.005
-    plausible_min: Probability = 0.01
-    max_explore: Probability = 0.3
+    plausible_min: Probability = 0.05
+    max_explore: Probability = 1.0
     probe: Probability = 0.1
-    neighbour_floor: Probability = 0.03
+    neighbour_floor: Probability = 0.0
 
 
 class LearnerConfig(_Section):
@@ -79,7 +79,7 @@ class LearnerConfig(_Section):
     power_t: NonNegative = 0.5
     interactions: list[str] = Field(default_factory=lambda: ["sa"])
     prior_weight: NonNegative = 20.0
-    em_step_sd: Positive = 0.02
+    em_step_sd: Positive = 0.01
     token_step_sd: Positive = 0.2
     half_life: Positive = 50_000.0
     drift_z: Positive = 5.0

@@ -1,25 +1,27 @@
 """The exploration rule: per-arm reward beliefs in, a pmf out (pure).
 
-What the numbers in ARCHITECTURE.md call for, in order:
-
-1. **Safe start.** Until an arm has `MIN_SUPPORT` observations (its own or
-   borrowed from the shared model) it cannot be the greedy arm; with
-   nothing supported, the greedy arm is the configured default.
-2. **Probability matching on the evidence.** The learners give a joint
-   Normal belief over the arms' rewards (correlated: neighbouring arms
-   inform each other). P(best) of every arm is estimated from a fixed
-   set of draws of that belief, as Thompson sampling would play it, with
-   no randomness from one call to the next.
-3. **Local.** Only the greedy arm, its two neighbours, and arms with data
-   that are still plausibly best (P(best) >= `plausible_min`) may be
-   played. Arms are ordered and the reward is roughly unimodal, so the
-   neighbours are where improvement lies (unimodal bandits: Combes and
-   Proutiere 2014; Paladino et al. 2017); the costly extremes are never
-   explored blindly, and the neighbourhood moves with the greedy arm.
-4. **Bounded.** The greedy arm keeps at least `1 - max_explore`; every
-   candidate arm gets at least `floor`, so a neighbour is never starved
-   (a local search that cannot stall), and an arm the evidence rules out
-   gets the floor at most.
+1. **Probability matching on the evidence.** The learners give a joint
+   Normal belief over the arms' rewards (correlated: neighbouring arms and
+   segments inform each other). P(best) of every arm is estimated from a
+   fixed set of draws of that belief, as Thompson sampling would play it,
+   with no randomness from one call to the next. The pmf is P(best),
+   restricted to the candidates below.
+2. **Safe start.** Until an arm has `MIN_SUPPORT` observations (its own, or
+   borrowed from other segments and the shared model) it cannot be the
+   greedy arm; with nothing supported, the greedy arm is the configured
+   default.
+3. **Only plausible arms.** An arm is played only if it is plausibly best
+   (P(best) >= `plausible_min`) or next to the greedy arm: arms the
+   evidence rules out get nothing, not a share of a uniform exploration.
+   Measured on the shipped and held-out scenarios (bench/learning.py), a
+   threshold of 0.05 beat both 0.01 and 0.1, and restricting play to the
+   greedy arm's neighbourhood lost more where the best arm is far from the
+   default (0.7 or 0.8) than it saved elsewhere.
+4. **Neighbours are never starved.** A neighbour of the greedy arm without
+   data gets at least `probe` until it has support; a measured neighbour
+   at least `neighbour_floor` (fading as 1/sqrt(n) past
+   `NEIGHBOUR_FLOOR_FULL_UNTIL` observations); every candidate at least
+   `floor`. Apart from those, the greedy arm keeps at least `1 - max_explore`.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def explore(
         greedy = default_arm
     p_best = probability_best(mean, cov)
 
-    candidates = (support >= 1.0) & (p_best >= config.plausible_min)
+    candidates = p_best >= config.plausible_min
     candidates[max(greedy - 1, 0) : greedy + 2] = True
 
     weights = np.where(candidates, p_best, 0.0)
