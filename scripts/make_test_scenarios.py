@@ -18,7 +18,11 @@ ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "scenarios"
 
 
+OVERTHINK_FROM = 0.95
+
+
 def curve(rng: np.random.Generator) -> dict[str, list[float]]:
+    """One segment's [token_fraction, em_probability] per arm, from random knee parameters."""
     floor = rng.uniform(0.2, 0.6)
     power = rng.uniform(1.5, 5.0)
     peak = rng.uniform(0.3, 0.95)
@@ -28,13 +32,18 @@ def curve(rng: np.random.Generator) -> dict[str, list[float]]:
     points: dict[str, list[float]] = {}
     for t in ARMS:
         fraction = floor + (1 - floor) * ((t - 0.5) / 0.5) ** power
-        em = peak - drop * max(0.0, knee - t) / (knee - 0.5 + 1e-9) - overthink * (t - 0.95) / 0.05 * (t > 0.95)
+        em = (
+            peak
+            - drop * max(0.0, knee - t) / (knee - 0.5 + 1e-9)
+            - overthink * (t - OVERTHINK_FROM) / 0.05 * (t > OVERTHINK_FROM)
+        )
         points[f"{t:g}"] = [round(float(fraction), 3), round(float(min(max(em, 0.01), 0.99)), 3)]
     points["1"] = points.pop("1")
     return {("1.0" if k == "1" else k): v for k, v in points.items()}
 
 
 def segments(rng: np.random.Generator, count: int, traffic: list[float]) -> list[dict]:
+    """`count` segments over a few tasks and models, with the given traffic shares."""
     tasks = ["qa", "gsm", "math", "code", "science", "chat"]
     models = ["small-7b", "mid-14b", "large-32b", "xl-70b"]
     out = []
@@ -54,6 +63,7 @@ def segments(rng: np.random.Generator, count: int, traffic: list[float]) -> list
 
 
 def main() -> None:
+    """Write the three held-out scenarios."""
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261130)
     four = {
@@ -66,7 +76,7 @@ def main() -> None:
     shares = 1.0 / np.arange(1, 31) ** 1.2
     thirty = {
         "name": "thirty-segments",
-        "description": "30 segments, Zipf traffic (the rarest gets 0.5% of the traffic) (held out).",
+        "description": "30 segments, Zipf traffic; the rarest gets 0.5% of it (held out).",
         "arms": ARMS,
         "reference_arm": 1.0,
         "segments": segments(rng, 30, list(shares / shares.sum())),
