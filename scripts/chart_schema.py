@@ -1,4 +1,3 @@
-
 """Keep the chart's values schema for `config` equal to the daemon's config model.
 
 The `config` value of helm/stopbandit becomes the daemon's config.yaml, so its
