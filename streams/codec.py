@@ -9,9 +9,9 @@ to count in a metric label (`kind`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from streams.events import Decision, Event, Outcome
 
@@ -70,6 +70,11 @@ def _parse(value: bytes) -> dict[str, Any]:
     return document
 
 
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(
+    Annotated[Decision | Outcome, Field(discriminator="type")]
+)
+
+
 def decode(key: bytes | None, value: bytes | None) -> Event:
     """Parse and validate one message of the events topic.
 
@@ -85,6 +90,20 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
     """
     if value is None:
         raise InvalidEventError("empty", "value: missing (tombstone)")
+    if len(value) <= MAX_EVENT_BYTES:
+        # Fast path: one pass of pydantic's own JSON parser (about twice as fast as
+        # json.loads plus validation). Anything it refuses takes the slow path below,
+        # which finds the exact kind and reason; a valid event is valid on both.
+        try:
+            event = _EVENT_ADAPTER.validate_json(value)
+        except ValidationError:
+            pass
+        else:
+            if key is not None and key != event.segment.encode():
+                raise InvalidEventError(
+                    "key", f"{event.type}.segment: does not match the message key"
+                )
+            return event
     document = _parse(value)
     event_type = document.get("type")
     model: type[Decision | Outcome]
