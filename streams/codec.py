@@ -90,20 +90,10 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
     """
     if value is None:
         raise InvalidEventError("empty", "value: missing (tombstone)")
-    if len(value) <= MAX_EVENT_BYTES:
-        # Fast path: one pass of pydantic's own JSON parser (about twice as fast as
-        # json.loads plus validation). Anything it refuses takes the slow path below,
-        # which finds the exact kind and reason; a valid event is valid on both.
-        try:
-            event = _EVENT_ADAPTER.validate_json(value)
-        except ValidationError:
-            pass
-        else:
-            if key is not None and key != event.segment.encode():
-                raise InvalidEventError(
-                    "key", f"{event.type}.segment: does not match the message key"
-                )
-            return event
+    fast = _fast_decode(value)
+    if fast is not None:
+        _check_key(key, fast)
+        return fast
     document = _parse(value)
     event_type = document.get("type")
     model: type[Decision | Outcome]
@@ -122,9 +112,28 @@ def decode(key: bytes | None, value: bytes | None) -> Event:
         event = model.model_validate(document)
     except ValidationError as error:
         raise InvalidEventError("schema", _first_error(event_type, error)) from None
-    if key is not None and key != event.segment.encode():
-        raise InvalidEventError("key", f"{event_type}.segment: does not match the message key")
+    _check_key(key, event)
     return event
+
+
+def _fast_decode(value: bytes) -> Event | None:
+    """The event, in one pass of pydantic's own JSON parser; None if it refuses.
+
+    About twice as fast as json.loads plus validation. Whatever it refuses
+    takes the slow path, which finds the exact kind and reason; a valid
+    event is valid on both.
+    """
+    if len(value) > MAX_EVENT_BYTES:
+        return None
+    try:
+        return _EVENT_ADAPTER.validate_json(value)
+    except ValidationError:
+        return None
+
+
+def _check_key(key: bytes | None, event: Event) -> None:
+    if key is not None and key != event.segment.encode():
+        raise InvalidEventError("key", f"{event.type}.segment: does not match the message key")
 
 
 def encode(event: Event) -> bytes:
