@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import urllib.request
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Self
 
 import structlog
@@ -60,7 +61,7 @@ def load_policy_file(client: PolicyClient, path: Path) -> int:
     return sum(client.offer_document(document) for document in policy_documents(payload))
 
 
-class _Follower:
+class _Follower(ABC):
     """A daemon thread running `_run` until `close()`."""
 
     name = "policy-source"
@@ -110,8 +111,9 @@ class _Follower:
             else:
                 return
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Follow the source until stopped; raise to be retried after a backoff."""
 
 
 class TopicFollower(_Follower):
