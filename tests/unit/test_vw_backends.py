@@ -19,7 +19,7 @@ QUERIES = [f"|s seg=a task=gsm8k |a a{arm}" for arm in range(3)]
 def test_auto_picks_an_installed_binding_and_refuses_a_missing_one() -> None:
     """`auto` resolves to a binding; an unknown one is a clear error naming the field."""
     assert available_backend("auto") in BACKENDS
-    with pytest.raises(RuntimeError, match="learner.backend"):
+    with pytest.raises(RuntimeError, match=r"learner\.backend"):
         available_backend("nonexistent")
 
 
