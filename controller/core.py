@@ -96,10 +96,6 @@ class ControllerCore:
         """Segments with learned interactions, in first-seen order."""
         return list(self.learner.stats)
 
-    def beliefs(self, segment: str) -> ArmBeliefs:
-        """Reward beliefs per arm of `segment` under the configured weights."""
-        return self._beliefs_of(self.learner.estimates(segment))
-
     def _beliefs_of(self, estimates: OutcomeEstimates) -> ArmBeliefs:
         rewards = self.config.reward
         return ArmBeliefs(
@@ -179,8 +175,3 @@ class ControllerCore:
         self.builder.last_version = max(self.builder.last_version, int(state["last_version"]))
         self.builder.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
         self.drifts = int(state["drifts"])
-
-
-def greedy_arms(policies: dict[str, Policy]) -> dict[str, float]:
-    """Segment to greedy threshold, without the fallback."""
-    return {s: p.greedy for s, p in sorted(policies.items()) if s != FALLBACK_SEGMENT}
