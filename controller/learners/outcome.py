@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from controller.learners.arm_stats import ArmMoments, ArmStats
-from controller.learners.pooling import fit_shape, pooled_posterior
+from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 
 if TYPE_CHECKING:
@@ -230,13 +230,15 @@ class OutcomeLearner:
         observations = [
             self._observations(s) if s in self.stats else self._cold_start(s) for s in segments
         ]
-        em_shape = fit_shape(
-            np.stack([o.em for o in observations]),
-            np.stack([o.em_precision for o in observations]),
-        )
-        token_shape = fit_shape(
-            np.stack([o.log_tokens for o in observations]),
-            np.stack([o.log_tokens_precision for o in observations]),
+        em_y = np.stack([o.em for o in observations])
+        em_precision = np.stack([o.em_precision for o in observations])
+        em_shape = fit_shape(em_y, em_precision)
+        em_step_sd = deviation_step_sd(em_y, em_precision, em_shape[0], self.config.em_step_sd)
+        token_y = np.stack([o.log_tokens for o in observations])
+        token_precision = np.stack([o.log_tokens_precision for o in observations])
+        token_shape = fit_shape(token_y, token_precision)
+        token_step_sd = deviation_step_sd(
+            token_y, token_precision, token_shape[0], self.config.token_step_sd
         )
         all_counts = np.sum([o.n for o in observations], axis=0)
         result: dict[str, OutcomeEstimates] = {}
@@ -245,14 +247,14 @@ class OutcomeLearner:
                 obs.em,
                 obs.em_precision,
                 *em_shape,
-                step_sd=self.config.em_step_sd,
+                step_sd=em_step_sd,
                 level_sd=_EM_LEVEL_SD,
             )
             log_mean, log_cov = pooled_posterior(
                 obs.log_tokens,
                 obs.log_tokens_precision,
                 *token_shape,
-                step_sd=self.config.token_step_sd,
+                step_sd=token_step_sd,
                 level_sd=_LOG_TOKEN_LEVEL_SD,
             )
             tokens = np.exp(log_mean)

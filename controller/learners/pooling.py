@@ -96,3 +96,30 @@ def pooled_posterior(
     )
     shape_var = np.divide(1.0, shape_precision, out=np.zeros_like(shape), where=known)
     return mean + np.where(known, shape, 0.0), cov + np.diag(shape_var)
+
+
+def deviation_step_sd(
+    y: NDArray[np.float64],
+    precision: NDArray[np.float64],
+    shape: NDArray[np.float64],
+    floor_sd: float,
+) -> float:
+    """How far segments' curves depart from the common shape, per step between arms.
+
+    Method of moments (empirical Bayes): for every segment with data on two
+    neighbouring arms, the step of its curve minus the shape's step has
+    variance step_sd^2 plus the two means' sampling variances; averaging
+    (d^2 - sampling variance) over all such pairs, weighted by precision,
+    estimates step_sd^2. Segments that all look alike pool strongly;
+    segments that differ keep their own curves. Never below `floor_sd`.
+    """
+    both = (precision[:, :-1] > 0.0) & (precision[:, 1:] > 0.0)
+    if not both.any():
+        return floor_sd
+    with np.errstate(divide="ignore"):
+        sampling = np.where(both, 1.0 / precision[:, :-1] + 1.0 / precision[:, 1:], np.inf)
+    step = np.diff(y, axis=1) - np.diff(shape)[None, :]
+    weight = np.where(both, 1.0 / sampling, 0.0)
+    excess = np.where(both, step**2 - sampling, 0.0)
+    variance = float((weight * excess).sum() / weight.sum())
+    return max(floor_sd, variance**0.5 if variance > 0.0 else 0.0)

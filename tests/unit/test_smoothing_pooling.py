@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controller.learners.pooling import fit_shape, pooled_posterior
+from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
 from controller.learners.smoothing import path_laplacian, smooth_posterior
 
 
@@ -61,3 +61,28 @@ def test_pooled_posterior_gives_a_new_arm_the_common_shape() -> None:
         y, precision, shape, np.array([1e6, 1e6, 1e6]), step_sd=0.01, level_sd=10
     )
     assert mean == pytest.approx([0.5, 0.6, 0.6], abs=2e-3)
+
+
+def test_deviation_scale_is_the_floor_when_segments_share_one_shape() -> None:
+    """Curves that are level shifts of one shape give no excess: the floor."""
+    shape = np.array([-0.2, 0.0, 0.05, 0.15])
+    y = np.array([0.1, 0.5, 0.9])[:, None] + shape[None, :]
+    precision = np.full_like(y, 1e8)
+    fitted, _ = fit_shape(y, precision)
+    assert deviation_step_sd(y, precision, fitted, floor_sd=0.01) == pytest.approx(0.01)
+
+
+def test_deviation_scale_grows_with_how_much_segments_differ() -> None:
+    """Precise curves whose steps differ by +-0.1 from the shape estimate a step sd near 0.1."""
+    y = np.array([[0.0, 0.1, 0.2, 0.3], [0.0, -0.1, -0.2, -0.3]])
+    precision = np.full_like(y, 1e8)
+    fitted, _ = fit_shape(y, precision)
+    assert deviation_step_sd(y, precision, fitted, floor_sd=0.01) == pytest.approx(0.1, rel=1e-3)
+
+
+def test_deviation_scale_discounts_sampling_noise() -> None:
+    """Step differences no larger than the noise of the means leave the floor."""
+    y = np.array([[0.0, 0.01, 0.0], [0.0, -0.01, 0.0]])
+    precision = np.full_like(y, 1.0 / 0.01**2)  # each mean has sd 0.01
+    fitted, _ = fit_shape(y, precision)
+    assert deviation_step_sd(y, precision, fitted, floor_sd=0.005) == pytest.approx(0.005)
