@@ -62,7 +62,15 @@ class JoinConfig(_Section):
 
 
 class ExplorationConfig(_Section):
-    """The rule that turns outcome estimates into a pmf (policies.exploration)."""
+    """The rule that turns outcome estimates into a pmf (policies.exploration).
+
+    Attributes:
+        floor: least probability of every arm that may be played.
+        plausible_min: P(best) from which an arm may be played at all.
+        max_explore: most probability taken from the greedy arm (1: pure probability matching).
+        probe: least probability of a neighbour of the greedy arm that has no data yet.
+        neighbour_floor: least probability of a measured neighbour (fades as 1/sqrt(n)).
+    """
 
     floor: Probability = 0.005
     plausible_min: Probability = 0.05
@@ -72,7 +80,22 @@ class ExplorationConfig(_Section):
 
 
 class LearnerConfig(_Section):
-    """The outcome models (controller.learners)."""
+    """The outcome models (controller.learners).
+
+    Attributes:
+        backend: the Vowpal Wabbit binding.
+        learning_rate: VW's learning rate.
+        power_t: VW's learning-rate decay exponent.
+        interactions: VW feature crosses (`sa`: shared context x arm).
+        prior_weight: observations the VW prior is worth for a segment with no data.
+        em_step_sd: least step sd of a segment's EM deviation from the common shape
+            between neighbouring arms (the data may say more: empirical Bayes).
+        token_step_sd: the same for log tokens.
+        half_life: interactions of a segment after which old traffic counts half.
+        drift_z: standard errors between recent and long-run means that reset a segment.
+        drift_window: half-life of the recent statistics that watch for drift.
+        max_importance_weight: cap on 1/probability when VW learns an explored decision.
+    """
 
     backend: Literal["auto", "vowpal-wabbit-next", "vowpalwabbit"] = "auto"
     learning_rate: Positive = 0.5
