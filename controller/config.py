@@ -54,11 +54,20 @@ class RewardConfig(_Section):
 
 
 class JoinConfig(_Section):
-    """How long a decision waits for its outcome (and the reverse), and how many may wait."""
+    """How long a decision waits for its outcome (and the reverse), and how many may wait.
+
+    Attributes:
+        wait_s: seconds (event time) one side waits for the other.
+        max_pending: sides waiting at once, per partition; past it the oldest is evicted.
+        dedup_capacity: joined request_ids remembered per partition, so a duplicate or
+            a replay never joins twice. Every one is also in each checkpoint, so it is
+            sized for duplicates from at-least-once producers (seconds to minutes of
+            traffic), not for history: a restore seeks to the checkpoint's own offset.
+    """
 
     wait_s: Positive = 300.0
     max_pending: Annotated[int, Field(ge=1)] = 200_000
-    dedup_capacity: Annotated[int, Field(ge=1)] = 1_000_000
+    dedup_capacity: Annotated[int, Field(ge=1)] = 200_000
 
 
 class ExplorationConfig(_Section):
