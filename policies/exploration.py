@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,13 @@ class Exploration:
     p_best: NDArray[np.float64]
 
 
+@functools.cache
+def _standard_normal_draws(arms: int) -> NDArray[np.float64]:
+    draws = np.random.default_rng(_DRAW_SEED).standard_normal((_DRAWS, arms))
+    draws.flags.writeable = False  # shared by every call
+    return draws
+
+
 def probability_best(mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDArray[np.float64]:
     """P(arm k has the highest value) under the belief Normal(mean, cov).
 
@@ -60,8 +68,7 @@ def probability_best(mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDA
     arms = len(mean)
     jitter = 1e-12 * max(float(np.trace(cov)) / arms, 1e-12)
     factor = np.linalg.cholesky(cov + jitter * np.eye(arms))
-    normal = np.random.default_rng(_DRAW_SEED).standard_normal((_DRAWS, arms))
-    draws = mean[None, :] + normal @ factor.T
+    draws = mean[None, :] + _standard_normal_draws(arms) @ factor.T
     counts = np.bincount(np.argmax(draws, axis=1), minlength=arms)
     return np.asarray(counts / _DRAWS, dtype=np.float64)
 
