@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.ope import _checks, intervals, reward_model
-from controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+    from controller.ope.estimate import Estimate
 
 
 def dr_terms(
@@ -102,26 +103,16 @@ def doubly_robust(
     pmf = np.asarray(target_pmf, dtype=np.float64)
     arms = np.asarray(arm, dtype=np.int64)
     weights = _checks.arm_probability(pmf, arms) / np.asarray(logged_probability, np.float64)
-    low, high, std_error = intervals.wald_interval(terms, confidence)
-    return Estimate(
-        value=float(terms.mean()),
-        ci_low=low,
-        ci_high=high,
-        std_error=std_error,
-        confidence=confidence,
-        ess=intervals.effective_sample_size(weights),
-        max_weight=float(weights.max()),
-        n=terms.size,
-        warnings=intervals.diagnose(
-            weights,
-            target_pmf=pmf,
-            arm=arms,
-            group=group,
-            min_ess=min_ess,
-            min_ess_fraction=min_ess_fraction,
-        ),
-        estimator="dr",
-        interval="wald",
+    warnings = intervals.diagnose(
+        weights,
+        target_pmf=pmf,
+        arm=arms,
+        group=group,
+        min_ess=min_ess,
+        min_ess_fraction=min_ess_fraction,
+    )
+    return intervals.wald_estimate(
+        terms, weights, confidence=confidence, warnings=warnings, estimator="dr"
     )
 
 

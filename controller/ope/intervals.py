@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.ope import _checks
+from controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -184,3 +185,31 @@ def diagnose(
     if target_pmf is not None and arm is not None:
         found += support_warnings(target_pmf, arm, group)
     return found
+
+
+def wald_estimate(
+    terms: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    *,
+    confidence: float,
+    warnings: tuple[str, ...],
+    estimator: str,
+) -> Estimate:
+    """The mean of per-row `terms` with its Wald interval and the weights' diagnostics.
+
+    IPS and DR are both the mean of per-row terms; only the terms differ.
+    """
+    low, high, std_error = wald_interval(terms, confidence)
+    return Estimate(
+        value=float(terms.mean()),
+        ci_low=low,
+        ci_high=high,
+        std_error=std_error,
+        confidence=confidence,
+        ess=effective_sample_size(weights),
+        max_weight=float(weights.max()),
+        n=terms.size,
+        warnings=warnings,
+        estimator=estimator,
+        interval="wald",
+    )

@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from controller.ope import _checks, intervals
-from controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
+    from controller.ope.estimate import Estimate
 
 
 def importance_weights(
@@ -84,27 +85,16 @@ def ips(
     """
     weights = importance_weights(target_probability, logged_probability)
     outcome = _checks.vector("y", y)
-    n = _checks.same_length(weights=weights, y=outcome)
+    _checks.same_length(weights=weights, y=outcome)
     _checks.optional_pmf(target_probability, target_pmf, arm, group)
-    terms = weights * outcome
-    low, high, std_error = intervals.wald_interval(terms, confidence)
-    return Estimate(
-        value=float(terms.mean()),
-        ci_low=low,
-        ci_high=high,
-        std_error=std_error,
-        confidence=confidence,
-        ess=intervals.effective_sample_size(weights),
-        max_weight=float(weights.max()),
-        n=n,
-        warnings=intervals.diagnose(
-            weights,
-            target_pmf=target_pmf,
-            arm=arm,
-            group=group,
-            min_ess=min_ess,
-            min_ess_fraction=min_ess_fraction,
-        ),
-        estimator="ips",
-        interval="wald",
+    warnings = intervals.diagnose(
+        weights,
+        target_pmf=target_pmf,
+        arm=arm,
+        group=group,
+        min_ess=min_ess,
+        min_ess_fraction=min_ess_fraction,
+    )
+    return intervals.wald_estimate(
+        weights * outcome, weights, confidence=confidence, warnings=warnings, estimator="ips"
     )
