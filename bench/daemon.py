@@ -21,7 +21,6 @@ The issue asks for 10 minutes at 2k interactions/s: `--duration-s 600 --rate 200
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing
 import subprocess
@@ -38,12 +37,9 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from controller.commands.simulate import simulation_config
-from controller.core import ControllerCore
+from controller.commands.simulate import simulated_event_lines, simulation_config
 from controller.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.simulate import ControllerAgent, Simulation
 from streams.embedded import EmbeddedTansu, pick_free_port
-from streams.files import EventLogWriter
 
 STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")
 PARTITIONS = 4
@@ -51,18 +47,7 @@ PARTITIONS = 4
 
 def simulated(interactions: int, seed: int) -> list[bytes]:
     """Event lines of a simulated fleet on the shipped scenario."""
-    scenario = load_scenario(DEFAULT_SCENARIO)
-    config = simulation_config(scenario, None)
-    buffer = io.BytesIO()
-    Simulation(
-        scenario,
-        ControllerAgent(ControllerCore(config)),
-        seed=seed,
-        weights=config.reward,
-        fallback_arm=config.default_arm,
-        log=EventLogWriter(buffer),
-    ).run(interactions)
-    return buffer.getvalue().splitlines()
+    return simulated_event_lines(DEFAULT_SCENARIO, interactions, seed)
 
 
 def create(bootstrap: str, *names: str) -> None:

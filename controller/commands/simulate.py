@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from controller.config import StopbanditConfig, load_config
 from controller.core import ControllerCore
 from controller.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 from controller.simulate import ControllerAgent, Simulation
-from streams.files import event_log_writer
+from streams.files import EventLogWriter, event_log_writer
 
 if TYPE_CHECKING:
     import argparse
@@ -71,6 +72,25 @@ def simulation_config(
         default_arm=scenario.reference_arm if default_arm is None else default_arm,
         reward=reward,
     )
+
+
+def simulated_event_lines(scenario_path: Path, interactions: int, seed: int) -> list[bytes]:
+    """Every event (decision, outcome, ...) of a default-config run, as wire JSON lines.
+
+    What tests and benchmarks produce to a broker to drive the daemon.
+    """
+    scenario = load_scenario(scenario_path)
+    config = simulation_config(scenario, None)
+    buffer = io.BytesIO()
+    Simulation(
+        scenario,
+        ControllerAgent(ControllerCore(config)),
+        seed=seed,
+        weights=config.reward,
+        fallback_arm=config.default_arm,
+        log=EventLogWriter(buffer),
+    ).run(interactions)
+    return buffer.getvalue().splitlines()
 
 
 def run(args: argparse.Namespace) -> int:

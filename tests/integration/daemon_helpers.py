@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -18,13 +17,11 @@ from brokers import fold_latest, read_to_end
 from kafka import KafkaProducer
 
 from controller.checkpoint import DirCheckpointStore, KafkaCheckpointStore
-from controller.commands.simulate import simulation_config
+from controller.commands.simulate import simulated_event_lines, simulation_config
 from controller.config import StopbanditConfig, load_config
 from controller.core import ControllerCore
 from controller.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.simulate import ControllerAgent, Simulation
 from streams.codec import decode
-from streams.files import EventLogWriter
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics
@@ -36,18 +33,7 @@ HMAC_KEY = "test-signing-key"
 @cache
 def simulated_lines(interactions: int, seed: int) -> tuple[bytes, ...]:
     """The events (decision, outcome, ...) of a simulated fleet on the shipped scenario."""
-    scenario = load_scenario(DEFAULT_SCENARIO)
-    config = simulation_config(scenario, None)
-    buffer = io.BytesIO()
-    Simulation(
-        scenario,
-        ControllerAgent(ControllerCore(config)),
-        seed=seed,
-        weights=config.reward,
-        fallback_arm=config.default_arm,
-        log=EventLogWriter(buffer),
-    ).run(interactions)
-    return tuple(buffer.getvalue().splitlines())
+    return tuple(simulated_event_lines(DEFAULT_SCENARIO, interactions, seed))
 
 
 def segment_of(line: bytes) -> bytes:
