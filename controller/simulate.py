@@ -77,10 +77,6 @@ class ControllerAgent:
         for policy in self.core.build_policies(now):
             self.published[policy.segment] = policy
 
-    def greedy(self) -> dict[str, float]:
-        """Greedy arm per segment of the published policies."""
-        return {s: p.greedy for s, p in self.published.items()}
-
 
 @dataclass
 class _Tally:
