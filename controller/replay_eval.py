@@ -29,13 +29,11 @@ from controller.ope import (
     cross_fit,
     doubly_robust,
     dr_terms,
-    effective_sample_size,
     fold_assignment,
     ips,
     snips,
-    wald_interval,
 )
-from controller.ope.intervals import diagnose
+from controller.ope.intervals import diagnose, wald_estimate
 from controller.reward import reward
 
 if TYPE_CHECKING:
@@ -272,31 +270,14 @@ def _off_policy(
             estimate = function(target_probability, scope.probability, y, confidence=confidence)
             result[estimator][outcome] = replace(estimate, warnings=warnings)
         direct, correction = dr_terms(pmf, scope.arm, scope.probability, y, scope.q_hat[outcome])
-        result["dr"][outcome] = _dr_estimate(direct + correction, weights, warnings, confidence)
+        result["dr"][outcome] = wald_estimate(
+            direct + correction,
+            weights,
+            confidence=confidence,
+            warnings=warnings,
+            estimator="dr",
+        )
     return result
-
-
-def _dr_estimate(
-    terms: NDArray[np.float64],
-    weights: NDArray[np.float64],
-    warnings: tuple[str, ...],
-    confidence: float,
-) -> Estimate:
-    # What `ope.doubly_robust` returns, from its per-row terms (Wald interval of their mean).
-    low, high, std_error = wald_interval(terms, confidence)
-    return Estimate(
-        value=float(terms.mean()),
-        ci_low=low,
-        ci_high=high,
-        std_error=std_error,
-        confidence=confidence,
-        ess=effective_sample_size(weights),
-        max_weight=float(weights.max()),
-        n=int(terms.size),
-        warnings=warnings,
-        estimator="dr",
-        interval="wald",
-    )
 
 
 def _on_policy(scope: _Scope, confidence: float) -> dict[str, dict[str, Estimate]]:
