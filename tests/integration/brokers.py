@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 import structlog
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
+from controller.config import KafkaConfig
 from streams.embedded import (
     LOOPBACK,
     BrokerStartError,
@@ -34,6 +35,7 @@ from streams.embedded import (
     terminate,
     wait_until_ready,
 )
+from streams.kafka import read_topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -404,9 +406,10 @@ def topic_config(bootstrap_servers: str, topic: str) -> dict[str, str]:
 def read_to_end(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
     """Read every record of `topic` from the beginning up to its high-water marks.
 
-    The end is the fetch response's high-water mark, not `end_offsets`: Tansu's
-    ListOffsets(latest) answers the last batch's base offset + 1, short of the
-    end whenever a batch held more than one record.
+    The daemon's own `streams.kafka.read_topic`, which stops at the fetch
+    response's high-water mark, not `end_offsets`: Tansu's ListOffsets(latest)
+    answers the last batch's base offset + 1, short of the end whenever a batch
+    held more than one record.
 
     Returns:
         The records (kafka-python `ConsumerRecord`s), per partition in offset order.
@@ -414,30 +417,10 @@ def read_to_end(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) 
     Raises:
         TimeoutError: the end was not reached within `timeout_s`.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning()
-        records: list[Any] = []
-        deadline_s = time.monotonic() + timeout_s
-        while not _at_end(consumer, assigned):
-            if time.monotonic() > deadline_s:
-                raise TimeoutError(f"{topic}: end not reached within {timeout_s} s")
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
-def _at_end(consumer: KafkaConsumer, partitions: Iterable[TopicPartition]) -> bool:
-    for partition in partitions:
-        highwater = consumer.highwater(partition)
-        if highwater is None or consumer.position(partition) < highwater:
-            return False
-    return True
+    records, _ = read_topic(
+        KafkaConfig(bootstrap_servers=[bootstrap_servers]), topic, timeout_s=timeout_s
+    )
+    return records
 
 
 def fold_latest(records: Iterable[Any]) -> dict[bytes, bytes]:
