@@ -128,14 +128,28 @@ class ControllerCore:
         )
         return self._beliefs_of(pooled)
 
-    def build_policies(self, now: float, *, force: bool = False) -> list[Policy]:
+    def build_policies(
+        self,
+        now: float,
+        *,
+        force: bool = False,
+        estimates: dict[str, OutcomeEstimates] | None = None,
+        with_fallback: bool = True,
+    ) -> list[Policy]:
         """Policies that changed since they were last built (all of them with `force`).
 
-        The `*` fallback for unknown segments is always among the candidates.
+        Args:
+            now: the policies' `issued_at`.
+            force: issue every policy, changed or not.
+            estimates: `learner.estimates_all()` if the caller already has it (it costs
+                as much as the build itself).
+            with_fallback: whether the `*` fallback for unknown segments is a candidate.
         """
         issued: list[Policy] = []
-        estimates = self.learner.estimates_all()
-        for segment in [*self.segments, FALLBACK_SEGMENT]:
+        if estimates is None:
+            estimates = self.learner.estimates_all()
+        candidates = [*self.segments, FALLBACK_SEGMENT] if with_fallback else self.segments
+        for segment in candidates:
             beliefs = (
                 self.fallback_beliefs(estimates)
                 if segment == FALLBACK_SEGMENT

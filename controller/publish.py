@@ -89,11 +89,11 @@ class Publisher:
         estimates = {}
         for core, force in cores:
             core.builder.last_version = max(core.builder.last_version, floor)
-            issued += [
-                p for p in core.build_policies(wall_s, force=force) if p.segment != FALLBACK_SEGMENT
-            ]
+            own = core.learner.estimates_all()
+            # `*` is built once below from every core's estimates, not per core.
+            issued += core.build_policies(wall_s, force=force, estimates=own, with_fallback=False)
             floor = core.builder.last_version
-            estimates.update(core.learner.estimates_all())
+            estimates.update(own)
         if with_fallback:
             builder = self._fallback.builder
             builder.last_version = max(builder.last_version, floor)
