@@ -5,7 +5,14 @@ Each arm keeps exponentially decayed sums of EM, EM², tokens and tokens²
 A second set of sums with a short half-life (`drift_window`) watches for
 change: when, for some arm, the recent mean departs from the long-run mean
 by more than `drift_z` standard errors, the long-run sums of every arm are
-replaced by the recent ones and learning continues from the new state.
+replaced by the recent ones, each arm's worth at most
+`AFTER_DRIFT_MAX_COUNT` observations, and learning continues from there.
+The recent sums still hold traffic from before the change (a change is
+seen a few hundred requests late), and an arm the policy has stopped
+playing would keep that stale view for good: capped, every arm's belief
+widens again and exploration checks it anew. On drift-mix (tests/data) at
+token cost 0.005 this moved the final policy 20k interactions after the
+change from 0.61 to 0.77 of the new gap closed (seeds 1-3).
 
 Decay is lazy: instead of shrinking every sum at each step, new
 observations get a growing weight (1/gamma^t), and reads divide by it. One
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _RESCALE_ABOVE = 1e100
+AFTER_DRIFT_MAX_COUNT = 30.0
 _MIN_DRIFT_SAMPLES = 200.0
 _CHECK_EVERY = 100
 
@@ -75,6 +83,15 @@ class _DecayedSums:
             max(self.tok2[arm] / n - tok * tok, 0.0),
         )
 
+    def cap_counts(self, max_count: float) -> None:
+        """Scale each arm's sums down so its count is at most `max_count` (means unchanged)."""
+        for arm in range(self.arms):
+            count = self.n[arm] / self.scale
+            if count > max_count:
+                factor = max_count / count
+                for sums in (self.n, self.em, self.em2, self.tok, self.tok2):
+                    sums[arm] *= factor
+
     def copy_from(self, other: _DecayedSums) -> None:
         # Sums are stored relative to each one's scale; re-express `other`'s on ours.
         ratio = self.scale / other.scale
@@ -124,6 +141,7 @@ class ArmStats:
         self.updates += 1
         if self.updates % _CHECK_EVERY == 0 and self._drifted():
             self.long.copy_from(self.recent)
+            self.long.cap_counts(AFTER_DRIFT_MAX_COUNT)
             self.drifts += 1
             return True
         return False

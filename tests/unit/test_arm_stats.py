@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controller.learners.arm_stats import ArmStats
+from controller.learners.arm_stats import AFTER_DRIFT_MAX_COUNT, ArmStats
 
 
 def test_means_and_variances_without_decay() -> None:
@@ -59,6 +59,29 @@ def test_drift_is_detected_and_resets_to_recent_data() -> None:
     assert detected_after is not None
     assert detected_after < 3_000
     assert drifting.moments(0).em < 0.75
+
+
+def test_after_a_drift_every_arm_counts_as_few_observations() -> None:
+    """A reset keeps each arm's recent mean but at most AFTER_DRIFT_MAX_COUNT observations.
+
+    Arm 1 is no longer played after the change: without the cap its stale
+    view would keep its full weight and never be checked again.
+    """
+    rng = np.random.default_rng(2)
+    stats = ArmStats(2, half_life=50_000, drift_window=1_000, drift_z=5)
+    for i in range(10_000):
+        stats.learn_one(i % 2, float(rng.random() < 0.8), 500.0)
+    before = stats.moments(1)
+    drifted = False
+    for _ in range(10_000):
+        if stats.learn_one(0, float(rng.random() < 0.5), 500.0):
+            drifted = True
+            break
+    assert drifted
+    for arm in (0, 1):
+        assert stats.moments(arm).n == pytest.approx(AFTER_DRIFT_MAX_COUNT)
+    assert stats.moments(1).em == pytest.approx(before.em, abs=0.05)
+    assert stats.moments(0).em < 0.75
 
 
 def test_json_round_trip() -> None:
