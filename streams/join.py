@@ -9,7 +9,8 @@ found stale by `add` is expired then and there (and reported by the next
 `expire`), so which pairs join never depends on the caller's cadence.
 
 A request_id that already joined is remembered (up to `dedup_capacity`
-ids, oldest forgotten first) so a replay or a duplicate never joins twice.
+ids, oldest forgotten first, as 64-bit digests in fixed memory: streams/dedup.py)
+so a replay or a duplicate never joins twice.
 At most `max_pending` sides wait at once; past that the oldest is evicted
 and counted.
 
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from streams.dedup import RecentIds, digest
 from streams.events import ContextValue, Decision, Outcome
 
 _T = TypeVar("_T")
@@ -87,10 +89,13 @@ class JoinBuffer:
     stats: JoinStats = field(default_factory=JoinStats)
     _decisions: OrderedDict[str, tuple[Decision, float]] = field(default_factory=OrderedDict)
     _outcomes: OrderedDict[str, tuple[Outcome, float]] = field(default_factory=OrderedDict)
-    _joined: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _joined: RecentIds = field(init=False)
     # Sides that `add` found stale, reported by the next `expire`.
     _stale_decisions: list[Decision] = field(default_factory=list)
     _stale_outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._joined = RecentIds(self.dedup_capacity)
 
     @property
     def pending(self) -> int:
@@ -99,7 +104,7 @@ class JoinBuffer:
 
     def has_joined(self, request_id: str) -> bool:
         """Whether `request_id` already produced an interaction (within memory)."""
-        return request_id in self._joined
+        return digest(request_id) in self._joined
 
     def add(self, event: Decision | Outcome, now: float) -> Interaction | None:
         """Offer one event; return the interaction it completes, if any.
@@ -108,7 +113,8 @@ class JoinBuffer:
             JoinMismatchError: the counterpart waiting for this request_id has another segment.
         """
         request_id = event.request_id
-        if request_id in self._joined:
+        key = digest(request_id)
+        if key in self._joined:
             self.stats.already_joined += 1
             return None
         if request_id in self._decisions or request_id in self._outcomes:
@@ -123,16 +129,16 @@ class JoinBuffer:
                 self._decisions[request_id] = (event, now)
                 self._evict_over_capacity()
                 return None
-            return self._complete(event, outcome_waiting[0], newer=event)
+            return self._complete(event, outcome_waiting[0], key, newer=event)
         decision_waiting = self._decisions.get(request_id)
         if decision_waiting is None:
             self._outcomes[request_id] = (event, now)
             self._evict_over_capacity()
             return None
-        return self._complete(decision_waiting[0], event, newer=event)
+        return self._complete(decision_waiting[0], event, key, newer=event)
 
     def _complete(
-        self, decision: Decision, outcome: Outcome, newer: Decision | Outcome
+        self, decision: Decision, outcome: Outcome, key: int, newer: Decision | Outcome
     ) -> Interaction:
         if decision.segment != outcome.segment:
             self.stats.mismatched += 1
@@ -143,7 +149,7 @@ class JoinBuffer:
             )
         self._decisions.pop(decision.request_id, None)
         self._outcomes.pop(outcome.request_id, None)
-        self._remember(decision.request_id)
+        self._joined.add(key)
         self.stats.joined += 1
         return Interaction.of(decision, outcome)
 
@@ -175,11 +181,6 @@ class JoinBuffer:
             self._stale_outcomes.append(outcome[0])
             self.stats.orphans += 1
 
-    def _remember(self, request_id: str) -> None:
-        self._joined[request_id] = None
-        if len(self._joined) > self.dedup_capacity:
-            self._joined.popitem(last=False)
-
     def _evict_over_capacity(self) -> None:
         while self.pending > self.max_pending:
             oldest_decision = next(iter(self._decisions.values()), None)
@@ -197,7 +198,7 @@ class JoinBuffer:
         return {
             "decisions": [[d.model_dump(mode="json"), t] for d, t in self._decisions.values()],
             "outcomes": [[o.model_dump(mode="json"), t] for o, t in self._outcomes.values()],
-            "joined": list(self._joined),
+            "joined_digests": self._joined.encode(),
             "stats": vars(self.stats).copy(),
             "stale_decisions": [d.model_dump(mode="json") for d in self._stale_decisions],
             "stale_outcomes": [o.model_dump(mode="json") for o in self._stale_outcomes],
@@ -211,7 +212,14 @@ class JoinBuffer:
         self._outcomes = OrderedDict(
             (o["request_id"], (Outcome.model_validate(o), t)) for o, t in state["outcomes"]
         )
-        self._joined = OrderedDict.fromkeys(state["joined"])
+        if "joined_digests" in state:
+            self._joined = RecentIds.decode(self.dedup_capacity, state["joined_digests"])
+        else:  # checkpoints written before digests list the request_ids, oldest first
+            self._joined = RecentIds(self.dedup_capacity)
+            for request_id in state["joined"][-self.dedup_capacity :]:
+                key = digest(request_id)
+                if key not in self._joined:
+                    self._joined.add(key)
         self.stats = JoinStats(**state["stats"])
         # Snapshots taken before stale sides were kept have none.
         self._stale_decisions = [

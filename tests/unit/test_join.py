@@ -317,3 +317,18 @@ def test_walkthrough_counts_add_up() -> None:
         "mismatched": 0,
     }
     assert join.pending == 2
+
+
+def test_restore_reads_request_ids_of_older_checkpoints() -> None:
+    """A snapshot that lists joined request_ids (before digests) still skips them."""
+    join = buffer(dedup_capacity=2)
+    state = join.snapshot()
+    del state["joined_digests"]
+    state["joined"] = ["r1", "r2", "r3"]
+    restored = buffer(dedup_capacity=2)
+    restored.restore(state)
+    assert not restored.has_joined("r1")  # beyond the capacity: the oldest is dropped
+    assert restored.has_joined("r2")
+    assert restored.has_joined("r3")
+    assert restored.add(decision("r3"), now=0.0) is None
+    assert restored.stats.already_joined == 1
