@@ -18,6 +18,7 @@ from streams.files import event_log_writer
 
 MIXED = SHIPPED_DIR / "mixed-reasoning.yaml"
 DRIFT = SHIPPED_DIR / "drift-example.yaml"
+DRIFT_MIX = Path(__file__).parents[1] / "data" / "scenarios" / "drift-mix.yaml"
 
 
 def _run(path: Path, interactions: int, seed: int, cost: float, log: Path | None = None) -> dict:
@@ -85,3 +86,16 @@ def test_follows_a_drift(seed: int, cost: float) -> None:
     changed = "math/gsm8k/r1-distill-qwen-7b"
     new_best = truth.arms[truth.oracle_arms(config.reward)[truth.keys.index(changed)]]
     assert report["final_policy"]["arms"][changed] == new_best == 0.99
+
+
+def test_rechecks_stale_arms_after_a_drift() -> None:
+    """On drift-mix (two curves change at 40k), 20k later the policy fits the new state.
+
+    Cost 0.005, seeds 1-3, final gap closed against the new state at 60k:
+    measured 0.80, 0.85, 0.67 (mean 0.77); 0.59, 0.69, 0.57 (mean 0.61)
+    when a drift reset kept the arms' old evidence at full weight.
+    """
+    finals = [
+        _run(DRIFT_MIX, 60_000, seed, 0.005)["final_policy"]["gap_closed"] for seed in (1, 2, 3)
+    ]
+    assert sum(finals) / len(finals) >= 0.7
