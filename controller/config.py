@@ -149,6 +149,10 @@ class KafkaConfig(_Section):
     replication_factor: Annotated[int, Field(ge=1)] = 1
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_poll_records: Annotated[int, Field(ge=1)] = 2_000
+    # The consumer has one fetch in flight per broker, for the partitions with nothing
+    # buffered; when those are quiet the broker holds it this long while the busy ones
+    # wait, so it bounds the delay from an event to its policy (kafka-python: 500).
+    fetch_max_wait_ms: Annotated[int, Field(ge=0)] = 100
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -84,6 +84,7 @@ def open_consumer(config: KafkaConfig, listener: object) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=config.max_poll_records,
+        fetch_max_wait_ms=config.fetch_max_wait_ms,
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=max(config.session_timeout_ms // 4, 100),
     )
