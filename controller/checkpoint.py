@@ -1,6 +1,7 @@
 """Partition checkpoints: the core's state plus the offset it covers, written atomically.
 
-A checkpoint is one JSON document, gzip-compressed:
+A checkpoint is one JSON document, gzip-compressed (in several gzip members, which
+any gzip reader concatenates back into the document):
 
     {"format": 1, "topic": "stopbandit.events", "partition": 3, "offset": 81724,
      "written_at": 1764489600.0, "watermark_s": 1764489599.5,
@@ -34,7 +35,9 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -91,8 +94,7 @@ class Checkpoint:
             "state": self.state,
         }
         raw = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-        # mtime=0: the same state gives the same bytes (and the same SHA-256).
-        return gzip.compress(raw, compresslevel=6, mtime=0)
+        return _compress(raw)
 
     @classmethod
     def decode(cls, topic: str, partition: int, blob: bytes) -> Checkpoint:
@@ -117,6 +119,30 @@ class Checkpoint:
             state=document["state"],
             watermark_s=float(document.get("watermark_s", 0.0)),
         )
+
+
+# Long base64 strings (the join's id digests, VW models) are close to random: deflate's
+# match search finds nothing in them and took 4/5 of a checkpoint's time. They go in gzip
+# members of their own, Huffman-coded only (as small, 5x faster); `gzip.decompress`
+# joins the members back into the one document.
+_OPAQUE = re.compile(rb'"[A-Za-z0-9+/]{65536,}={0,2}"')
+
+
+def _gzip_member(data: bytes, strategy: int) -> bytes:
+    # wbits 31: a gzip member, with mtime 0, so the same state gives the same bytes.
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31, 8, strategy)
+    return packer.compress(data) + packer.flush()
+
+
+def _compress(raw: bytes) -> bytes:
+    members: list[bytes] = []
+    start = 0
+    for run in _OPAQUE.finditer(raw):
+        members.append(_gzip_member(raw[start : run.start()], zlib.Z_DEFAULT_STRATEGY))
+        members.append(_gzip_member(run.group(), zlib.Z_HUFFMAN_ONLY))
+        start = run.end()
+    members.append(_gzip_member(raw[start:], zlib.Z_DEFAULT_STRATEGY))
+    return b"".join(members)
 
 
 class CheckpointStore(Protocol):
