@@ -288,9 +288,6 @@ class Daemon:
             for message in batch:
                 if message.offset < state.offset:
                     continue
-                structlog.contextvars.bind_contextvars(
-                    partition=tp.partition, offset=message.offset
-                )
                 try:
                     event = decode(message.key, message.value)
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
@@ -299,13 +296,13 @@ class Daemon:
                 except InvalidEventError as error:
                     self._dead_letter(message, error.kind, error.reason)
                 except Exception as error:  # one message must not stop the loop
-                    log.exception("event.failed")
+                    # Named here, not bound per message (1.5 us each): nothing else logs meanwhile.
+                    log.exception("event.failed", partition=tp.partition, offset=message.offset)
                     self._dead_letter(message, "error", f"internal error: {error!r}")
                 state.offset = message.offset + 1
                 count += 1
             state.core.expire(state.watermark_s)
             state.report(self.metrics)
-        structlog.contextvars.unbind_contextvars("partition", "offset")
         for event_type, n in types.items():
             self.metrics.events_consumed.labels(event_type).inc(n)
         self.events_processed += count
