@@ -11,6 +11,7 @@ last change).
 
     .venv/bin/python bench/learning.py                     # everything, ~10 min on 2 cores
     .venv/bin/python bench/learning.py --seeds 1 --marks 30000
+    .venv/bin/python bench/learning.py --learners stopbandit,unpooled   # what sharing buys
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from controller.simulate import Agent, ControllerAgent, Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 LEARNERS = ("stopbandit", "thompson", "vw-epsilon")
+# Ablation, on request (--learners): stopbandit with no sharing across segments or arms
+# (a step sd of 10 leaves every segment's measured arms to their own data).
+UNPOOLED = "unpooled"
+UNPOOLED_STEP_SD = 10.0
 FINAL_TARGET = 0.97
 ONLINE_TARGET = 0.90
 # After a drift event the final policy must close >= 0.9 of the new gap within 20k interactions.
@@ -49,7 +54,10 @@ def run_one(job: tuple[str, str, int, float, tuple[int, ...]]) -> dict[str, Any]
         marks = tuple(sorted({*marks, drift_mark}))
     config = simulation_config(scenario, None, token_cost=cost)
     agent: Agent
-    if learner == "stopbandit":
+    if learner == UNPOOLED:
+        unpooled = {"em_step_sd": UNPOOLED_STEP_SD, "token_step_sd": UNPOOLED_STEP_SD}
+        config = config.model_copy(update={"learner": config.learner.model_copy(update=unpooled)})
+    if learner in ("stopbandit", UNPOOLED):
         agent = ControllerAgent(ControllerCore(config))
     elif learner == "thompson":
         agent = ThompsonAgent(list(config.arms), config.reward, seed)
@@ -94,7 +102,7 @@ def _print_rows(results: list[dict[str, Any]], marks: tuple[int, ...]) -> None:
 def _print_means(results: list[dict[str, Any]], marks: tuple[int, ...]) -> None:
     print("\nmean over seeds")
     for scenario, cost in sorted({(r["scenario"], r["cost"]) for r in results}):
-        for learner in LEARNERS:
+        for learner in (*LEARNERS, UNPOOLED):
             rows = [
                 r
                 for r in results
@@ -119,7 +127,7 @@ def _unmet(results: list[dict[str, Any]], marks: tuple[int, ...]) -> list[str]:
         rivals = [
             o
             for o in results
-            if o["learner"] != "stopbandit"
+            if o["learner"] in LEARNERS[1:]
             and (o["scenario"], o["cost"], o["seed"]) == (r["scenario"], r["cost"], r["seed"])
         ]
         for mark in marks:
