@@ -22,10 +22,10 @@ from daemon_helpers import (
 
 pytestmark = pytest.mark.integration
 
-# 20k interactions (40k events) over 2 partitions, produced at ~3k events/s (about 13 s),
+# 50k interactions (100k events) over 2 partitions, produced at ~6k events/s (about 17 s),
 # so the three kills land while the stream is flowing.
-CRASH_INTERACTIONS = 20_000
-CRASH_RATE_PER_S = 3_000.0
+CRASH_INTERACTIONS = 50_000
+CRASH_RATE_PER_S = 6_000.0
 KILLS = 3
 SEED = 20261130
 # Bounds against hanging, not speed targets: generous on a shared 2-core machine.

@@ -32,7 +32,9 @@ pytestmark = pytest.mark.integration
 
 # 5k interactions (10k events): enough for the learners to move off the default arm.
 INTERACTIONS = 5_000
-HOSTILE = 1_000
+# 10k hostile messages, one between every two valid ones (10k interactions, 20k events).
+HOSTILE = 10_000
+HOSTILE_RUN_INTERACTIONS = 10_000
 
 
 def run_daemon(settings) -> Daemon:
@@ -117,7 +119,7 @@ def hostile_messages(
 def test_hostile_messages_are_dead_lettered_and_change_nothing(broker, tmp_path):
     """Interleaved hostile messages each land in the DLQ; the policies equal a clean run's."""
     topics = create_topics(broker.bootstrap_servers, events_partitions=1)
-    lines = list(simulated_lines(3_000, 12))
+    lines = list(simulated_lines(HOSTILE_RUN_INTERACTIONS, 12))
     valid = [(segment_of(x), x) for x in lines]
     hostile = hostile_messages(HOSTILE, json.loads(lines[0])["segment"])
     stride = len(valid) // len(hostile)
@@ -145,4 +147,4 @@ def test_hostile_messages_are_dead_lettered_and_change_nothing(broker, tmp_path)
     published = folded_policies(broker.bootstrap_servers, topics.policies)
     clean = greedy_of(reference_core(settings, lines))
     assert {s: p["greedy"] for s, p in published.items()} == clean
-    assert sample("stopbandit_interactions_learned_total") == 3_000
+    assert sample("stopbandit_interactions_learned_total") == HOSTILE_RUN_INTERACTIONS
