@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -47,6 +48,9 @@ from controller.scenario import DEFAULT_SCENARIO, load_scenario
 from streams.embedded import EmbeddedTansu, pick_free_port
 
 STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")
+# The daemon runs with the environment the image gives it (Dockerfile's ENV); the
+# caller's environment wins, to compare other values.
+DAEMON_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 PARTITIONS = 4
 
 
@@ -193,6 +197,7 @@ class Daemon:
             [STOPBANDIT, "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "daemon.log").open("ab"),
+            env={**DAEMON_ENV, **os.environ},
         )
 
     def get(self, path: str) -> str:
