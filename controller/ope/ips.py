@@ -43,6 +43,37 @@ def importance_weights(
     return target / logged
 
 
+def weighted_rows(
+    target_probability: NDArray[np.float64],
+    logged_probability: NDArray[np.float64],
+    y: NDArray[np.float64],
+    *,
+    target_pmf: NDArray[np.float64] | None,
+    arm: NDArray[np.int64] | None,
+    group: NDArray[np.int64] | None,
+    min_ess: float,
+    min_ess_fraction: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
+    """Checked importance weights, outcomes and weight/support warnings (IPS and SNIPS).
+
+    Raises:
+        ValueError: As `ips` documents.
+    """
+    weights = importance_weights(target_probability, logged_probability)
+    outcome = _checks.vector("y", y)
+    _checks.same_length(weights=weights, y=outcome)
+    _checks.optional_pmf(target_probability, target_pmf, arm, group)
+    warnings = intervals.diagnose(
+        weights,
+        target_pmf=target_pmf,
+        arm=arm,
+        group=group,
+        min_ess=min_ess,
+        min_ess_fraction=min_ess_fraction,
+    )
+    return weights, outcome, warnings
+
+
 def ips(
     target_probability: NDArray[np.float64],
     logged_probability: NDArray[np.float64],
@@ -83,12 +114,10 @@ def ips(
             range, non-finite y, or a target_pmf inconsistent with
             target_probability.
     """
-    weights = importance_weights(target_probability, logged_probability)
-    outcome = _checks.vector("y", y)
-    _checks.same_length(weights=weights, y=outcome)
-    _checks.optional_pmf(target_probability, target_pmf, arm, group)
-    warnings = intervals.diagnose(
-        weights,
+    weights, outcome, warnings = weighted_rows(
+        target_probability,
+        logged_probability,
+        y,
         target_pmf=target_pmf,
         arm=arm,
         group=group,

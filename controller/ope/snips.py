@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks, intervals
+from controller.ope import intervals
 from controller.ope.estimate import Estimate
-from controller.ope.ips import importance_weights
+from controller.ope.ips import weighted_rows
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -63,12 +63,10 @@ def snips(
             range, non-finite y, or a target_pmf inconsistent with
             target_probability.
     """
-    weights = importance_weights(target_probability, logged_probability)
-    outcome = _checks.vector("y", y)
-    n = _checks.same_length(weights=weights, y=outcome)
-    _checks.optional_pmf(target_probability, target_pmf, arm, group)
-    warnings = intervals.diagnose(
-        weights,
+    weights, outcome, warnings = weighted_rows(
+        target_probability,
+        logged_probability,
+        y,
         target_pmf=target_pmf,
         arm=arm,
         group=group,
@@ -92,7 +90,7 @@ def snips(
         confidence=confidence,
         ess=intervals.effective_sample_size(weights),
         max_weight=float(weights.max()),
-        n=n,
+        n=len(weights),
         warnings=warnings,
         estimator="snips",
         interval="wald-delta",
