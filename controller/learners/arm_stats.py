@@ -86,7 +86,7 @@ class _DecayedSums:
     def cap_counts(self, max_count: float) -> None:
         """Scale each arm's sums down so its count is at most `max_count` (means unchanged)."""
         for arm in range(self.arms):
-            count = self.n[arm] / self.scale
+            count = self.count(arm)
             if count > max_count:
                 factor = max_count / count
                 for sums in (self.n, self.em, self.em2, self.tok, self.tok2):
