@@ -106,8 +106,13 @@ def kafka_cluster_id() -> str:
     """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding.
 
     Same format as `kafka-storage.sh random-uuid`, without starting a JVM for it.
+    Like Kafka's `Uuid.randomUuid`, never one starting with "-": the storage
+    tool's argument parser would read it as an option (1 start in 64 failed so).
     """
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker:

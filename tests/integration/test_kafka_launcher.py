@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from typing import TYPE_CHECKING
 
 import brokers
@@ -16,6 +17,15 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id like "-Xy..." made the storage tool fail: it read the id as an option."""
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))
+    plain = uuid.UUID(bytes=bytes(16))
+    draws = iter([dash_first, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert brokers.kafka_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
 
 
 def test_taken_port_is_retried_on_fresh_ports(
