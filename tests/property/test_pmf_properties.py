@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from controller.config import ExplorationConfig
 from policies.builder import ArmBeliefs, PolicyBuilder
-from policies.exploration import MIN_SUPPORT, explore
+from policies.exploration import MIN_SUPPORT, explore, probability_best
 from streams.events import RewardWeights
 
 ARMS = 7
@@ -96,3 +96,24 @@ def test_builder_policies_validate_and_versions_increase(b) -> None:
         assert abs(sum(policy.pmf) - 1.0) <= 1e-6
         versions.append(policy.version)
     assert versions == sorted(set(versions))
+
+
+@given(beliefs())
+@settings(max_examples=150, deadline=None)
+def test_probability_best_is_the_share_of_draws_each_arm_wins(b) -> None:
+    """The same answer as argmax over the same fixed draws (the rule it is a faster form of)."""
+    mean, cov, _, _ = b
+    arms = len(mean)
+    jitter = 1e-12 * max(float(np.trace(cov)) / arms, 1e-12)
+    factor = np.linalg.cholesky(cov + jitter * np.eye(arms))
+    draws = (
+        mean[None, :] + np.random.default_rng(20_251_130).standard_normal((4096, arms)) @ factor.T
+    )
+    expected = np.bincount(np.argmax(draws, axis=1), minlength=arms) / 4096
+    np.testing.assert_allclose(probability_best(mean, cov), expected, atol=1.0 / 4096)
+
+
+def test_probability_best_gives_an_exact_tie_to_the_first_arm() -> None:
+    """Arms whose every draw is equal share no double count: the first one wins them all."""
+    p_best = probability_best(np.array([1e6, 1e6, 0.0]), np.zeros((3, 3)))
+    assert p_best.tolist() == [1.0, 0.0, 0.0]
