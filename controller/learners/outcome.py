@@ -240,30 +240,26 @@ class OutcomeLearner:
         token_step_sd = deviation_step_sd(
             token_y, token_precision, token_shape[0], self.config.token_step_sd
         )
+        em_mean, em_cov = pooled_posterior(
+            em_y, em_precision, *em_shape, step_sd=em_step_sd, level_sd=_EM_LEVEL_SD
+        )
+        log_mean, log_cov = pooled_posterior(
+            token_y,
+            token_precision,
+            *token_shape,
+            step_sd=token_step_sd,
+            level_sd=_LOG_TOKEN_LEVEL_SD,
+        )
         all_counts = np.sum([o.n for o in observations], axis=0)
         result: dict[str, OutcomeEstimates] = {}
-        for segment, obs in zip(segments, observations, strict=True):
-            em_mean, em_cov = pooled_posterior(
-                obs.em,
-                obs.em_precision,
-                *em_shape,
-                step_sd=em_step_sd,
-                level_sd=_EM_LEVEL_SD,
-            )
-            log_mean, log_cov = pooled_posterior(
-                obs.log_tokens,
-                obs.log_tokens_precision,
-                *token_shape,
-                step_sd=token_step_sd,
-                level_sd=_LOG_TOKEN_LEVEL_SD,
-            )
-            tokens = np.exp(log_mean)
+        for i, (segment, obs) in enumerate(zip(segments, observations, strict=True)):
+            tokens = np.exp(log_mean[i])
             result[segment] = OutcomeEstimates(
-                em=np.clip(em_mean, 0.0, 1.0),
-                em_cov=em_cov,
+                em=np.clip(em_mean[i], 0.0, 1.0),
+                em_cov=em_cov[i],
                 tokens=tokens,
                 # delta method: d exp(x) = exp(x) dx
-                tokens_cov=log_cov * np.outer(tokens, tokens),
+                tokens_cov=log_cov[i] * np.outer(tokens, tokens),
                 n=obs.n,
                 support=obs.n + obs.prior + _SHARED_SUPPORT * (all_counts - obs.n),
             )

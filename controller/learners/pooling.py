@@ -77,19 +77,23 @@ def pooled_posterior(
     step_sd: float,
     level_sd: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Posterior mean and covariance over the arms of one segment.
+    """Posterior mean and covariance over the arms of one segment, or of a stack of segments.
 
     The segment's observations minus the common shape are smoothed
     (`smooth_posterior`), then the shape is added back. The shape's own
-    uncertainty (1 / shape_precision) widens the diagonal.
+    uncertainty (1 / shape_precision) widens the diagonal. `y` and
+    `precision` are (K,) or (S, K); all segments in one call take one
+    batched solve, which is what keeps a publish of thousands of segments cheap.
     """
     known = shape_precision > 0.0
     residual = np.where(known, y - shape, 0.0)
-    observed = precision > 0.0
-    level_mean = (
-        float(np.average(residual[observed], weights=precision[observed]))
-        if observed.any()
-        else 0.0
+    observed_precision = np.where(precision > 0.0, precision, 0.0)
+    weight = observed_precision.sum(axis=-1)
+    level_mean = np.divide(
+        (observed_precision * residual).sum(axis=-1),
+        weight,
+        out=np.zeros_like(weight),
+        where=weight > 0.0,
     )
     mean, cov = smooth_posterior(
         residual, precision, step_sd=step_sd, level_mean=level_mean, level_sd=level_sd

@@ -42,24 +42,27 @@ def smooth_posterior(
     precision: NDArray[np.float64],
     *,
     step_sd: float,
-    level_mean: float,
+    level_mean: float | NDArray[np.float64],
     level_sd: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Posterior mean and covariance of the per-arm values.
+    """Posterior mean and covariance of the per-arm values, of one curve or a stack of them.
 
     Args:
-        y: observed mean per arm (ignored where `precision` is 0).
-        precision: information per arm, n_k / variance_k (0 for no data).
+        y: observed mean per arm (ignored where `precision` is 0), shape (K,) or (S, K).
+        precision: information per arm, n_k / variance_k (0 for no data), shaped like `y`.
         step_sd: prior standard deviation of the difference between neighbouring arms.
-        level_mean: prior mean of the overall level.
+        level_mean: prior mean of the overall level (one per curve).
         level_sd: prior standard deviation of the overall level (large: vague).
 
     Returns:
-        (mean, covariance) of the posterior, shapes (K,) and (K, K).
+        (mean, covariance) of the posterior, shapes (..., K) and (..., K, K).
     """
-    arms = len(y)
+    arms = y.shape[-1]
     prior_precision = path_laplacian(arms) / step_sd**2 + np.eye(arms) / level_sd**2
-    cov = np.linalg.inv(prior_precision + np.diag(precision))
-    cov = (cov + cov.T) / 2.0
-    mean = cov @ (level_mean / level_sd**2 + precision * np.where(precision > 0.0, y, 0.0))
+    cov = np.linalg.inv(prior_precision + precision[..., None] * np.eye(arms))
+    cov = (cov + np.swapaxes(cov, -1, -2)) / 2.0
+    information = np.asarray(level_mean)[..., None] / level_sd**2 + precision * np.where(
+        precision > 0.0, y, 0.0
+    )
+    mean = (cov @ information[..., None])[..., 0]
     return np.asarray(mean, dtype=np.float64), np.asarray(cov, dtype=np.float64)

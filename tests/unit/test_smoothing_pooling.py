@@ -86,3 +86,19 @@ def test_deviation_scale_discounts_sampling_noise() -> None:
     precision = np.full_like(y, 1.0 / 0.01**2)  # each mean has sd 0.01
     fitted, _ = fit_shape(y, precision)
     assert deviation_step_sd(y, precision, fitted, floor_sd=0.005) == pytest.approx(0.005)
+
+
+def test_pooled_posterior_of_a_stack_is_each_segment_on_its_own() -> None:
+    """One batched call over segments gives exactly what one call per segment gives."""
+    rng = np.random.default_rng(7)
+    y = rng.random((5, 4))
+    precision = np.where(rng.random((5, 4)) < 0.3, 0.0, rng.random((5, 4)) * 1e3)
+    precision[2] = 0.0  # a segment with no data at all
+    shape, shape_precision = np.array([-0.1, 0.0, 0.02, 0.0]), np.array([5.0, 9.0, 0.0, 3.0])
+    mean, cov = pooled_posterior(y, precision, shape, shape_precision, step_sd=0.05, level_sd=1)
+    for s in range(5):
+        mean_s, cov_s = pooled_posterior(
+            y[s], precision[s], shape, shape_precision, step_sd=0.05, level_sd=1
+        )
+        np.testing.assert_allclose(mean[s], mean_s, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(cov[s], cov_s, rtol=1e-12, atol=1e-15)
