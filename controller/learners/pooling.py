@@ -87,10 +87,9 @@ def pooled_posterior(
     """
     known = shape_precision > 0.0
     residual = np.where(known, y - shape, 0.0)
-    observed_precision = np.where(precision > 0.0, precision, 0.0)
-    weight = observed_precision.sum(axis=-1)
+    weight = precision.sum(axis=-1)
     level_mean = np.divide(
-        (observed_precision * residual).sum(axis=-1),
+        (precision * residual).sum(axis=-1),
         weight,
         out=np.zeros_like(weight),
         where=weight > 0.0,
