@@ -18,6 +18,10 @@ import base64
 import hashlib
 import sys
 from array import array
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _EMPTY = 0
 _DIGEST_BYTES = 8
@@ -109,9 +113,13 @@ class RecentIds:
     @classmethod
     def decode(cls, capacity: int, text: str) -> RecentIds:
         """Ids written by `encode`; only the newest `capacity` if there are more."""
-        ordered = _little_endian(array("Q", base64.b64decode(text)))
+        return cls.oldest_first_of(capacity, _little_endian(array("Q", base64.b64decode(text))))
+
+    @classmethod
+    def oldest_first_of(cls, capacity: int, keys: Sequence[int]) -> RecentIds:
+        """The newest `capacity` of `keys` (oldest first), each repeat remembered once."""
         ids = cls(capacity)
-        for key in ordered[max(0, len(ordered) - capacity) :]:
+        for key in keys[max(0, len(keys) - capacity) :]:
             if key not in ids:
                 ids.add(key)
         return ids

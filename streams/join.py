@@ -215,11 +215,9 @@ class JoinBuffer:
         if "joined_digests" in state:
             self._joined = RecentIds.decode(self.dedup_capacity, state["joined_digests"])
         else:  # checkpoints written before digests list the request_ids, oldest first
-            self._joined = RecentIds(self.dedup_capacity)
-            for request_id in state["joined"][-self.dedup_capacity :]:
-                key = digest(request_id)
-                if key not in self._joined:
-                    self._joined.add(key)
+            self._joined = RecentIds.oldest_first_of(
+                self.dedup_capacity, [digest(request_id) for request_id in state["joined"]]
+            )
         self.stats = JoinStats(**state["stats"])
         # Snapshots taken before stale sides were kept have none.
         self._stale_decisions = [
