@@ -44,7 +44,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from controller.commands.simulate import simulated_event_lines, simulation_config
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from streams.embedded import EmbeddedTansu, pick_free_port
 
 STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")

@@ -29,8 +29,8 @@ from baselines import ThompsonAgent, VWEpsilonAgent
 
 from controller.commands.simulate import simulation_config
 from controller.core import ControllerCore
-from controller.scenario import SHIPPED_DIR, load_scenario
-from controller.simulate import Agent, ControllerAgent, Simulation
+from controller.sim.scenario import SHIPPED_DIR, load_scenario
+from controller.sim.simulate import Agent, ControllerAgent, Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 LEARNERS = ("stopbandit", "thompson", "vw-epsilon")

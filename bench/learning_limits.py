@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.config import RewardConfig
-from controller.scenario import DEFAULT_SCENARIO, Truth, load_scenario
+from controller.sim.scenario import DEFAULT_SCENARIO, Truth, load_scenario
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -50,7 +50,7 @@ def load_obp_estimators() -> types.ModuleType:
 
 
 def simulate(seed: int, rows: int) -> tuple[np.ndarray, ...]:
-    """The 2-segment, 4-arm Bernoulli bandit of tests/unit/test_ope_coverage.py."""
+    """The 2-segment, 4-arm Bernoulli bandit of tests/scenario/test_ope_coverage.py."""
     em_probability = np.array([[0.55, 0.70, 0.80, 0.85], [0.90, 0.85, 0.60, 0.40]])
     logging_pmf = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
     rng = np.random.default_rng(seed)
@@ -68,7 +68,7 @@ def main() -> None:
     obp_dr = estimators.DoublyRobust()
 
     cases = []
-    # the hand-computed DR log of tests/unit/test_ope_dr.py, with its given q̂
+    # the hand-computed DR log of tests/unit/controller/ope/test_dr.py, with its given q̂
     cases.append(
         (
             "tiny (3 rows)",

@@ -22,18 +22,18 @@ import time
 from pathlib import Path
 
 from controller.config import load_config
-from controller.replay import replay
-from controller.replay_eval import evaluate
-from controller.replay_sources import file_events
-from controller.replay_targets import (
+from controller.replay.evaluate import evaluate
+from controller.replay.feed import replay
+from controller.replay.sources import file_events
+from controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,
     logged_target,
     sweep_targets,
 )
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.simulate import START_TS, Simulation
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.simulate import START_TS, Simulation
 from streams.codec import decode
 from streams.events import Decision, Outcome, Policy
 from streams.files import event_log_writer

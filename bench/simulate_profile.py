@@ -18,8 +18,8 @@ from collections import defaultdict
 
 from controller.commands.simulate import simulation_config
 from controller.core import ControllerCore
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.simulate import ControllerAgent, Simulation
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.simulate import ControllerAgent, Simulation
 
 TARGET_PER_S = 20_000
 PARTS = (

@@ -1,7 +1,7 @@
 """The kafka-python edges: clients from config, topic checks, a producer outbox, topic folding.
 
 Everything that talks to a broker for the daemon is here, so the loop in
-controller/daemon.py reads as the steps it takes. Connection and security
+controller/daemon/loop.py reads as the steps it takes. Connection and security
 settings pass straight through from `KafkaConfig`; secrets are unwrapped
 only when handed to the client and never logged.
 """

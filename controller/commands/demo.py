@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.live import Live
 
 from controller.commands import UsageError
-from controller.demo import Demo, DemoSettings
-from controller.demo_view import progress_table, save_plot, summary, summary_table
+from controller.demo.run import Demo, DemoSettings
+from controller.demo.view import progress_table, save_plot, summary, summary_table
 from controller.logs import configure_logging
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
 
 if TYPE_CHECKING:
     import argparse

@@ -15,10 +15,10 @@ from rich.console import Console
 
 from controller.commands import UsageError
 from controller.commands.simulate import simulation_config
-from controller.demo_view import progress_table
-from controller.fleet import Fleet
+from controller.demo.view import progress_table
 from controller.logs import configure_logging
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.fleet import Fleet
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from policies.client import PolicyClient
 from policies.emitter import EventEmitter
 from policies.sources import TopicFollower

@@ -16,25 +16,25 @@ from rich.table import Table
 from controller.commands import UsageError
 from controller.config import load_config
 from controller.logs import configure_logging
-from controller.replay import DEFAULT_PUBLISH_EVERY, replay
-from controller.replay_checkpoint import export_checkpoints
-from controller.replay_document import build_document
-from controller.replay_eval import DEFAULT_FOLDS, evaluate
-from controller.replay_sources import RangeBound, file_events, read_topic_range
-from controller.replay_targets import (
+from controller.replay.document import build_document
+from controller.replay.evaluate import DEFAULT_FOLDS, evaluate
+from controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
+from controller.replay.sources import RangeBound, file_events, read_topic_range
+from controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,
     logged_target,
     sweep_targets,
 )
+from controller.replay.warm_start import export_checkpoints
 from streams.kafka import client_settings
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable, Iterator
 
-    from controller.replay import RawEvent
+    from controller.replay.feed import RawEvent
 
 _PROGRESS_EVERY = 5000
 
@@ -180,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
         )
         document["checkpoint"] = {
             "files": [str(f) for f in files],
-            "format": "controller.checkpoint v1",
+            "format": "controller.daemon.checkpoint_stores v1",
         }
     if args.report:
-        from controller.replay_report import write_report  # noqa: PLC0415 - matplotlib is slow to import
+        from controller.replay.report import write_report  # noqa: PLC0415 - matplotlib is slow to import
 
         write_report(document, args.report)
     if args.json:

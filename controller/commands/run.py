@@ -9,8 +9,8 @@ import structlog
 
 from controller.commands import UsageError
 from controller.config import load_config
-from controller.daemon import Daemon
-from controller.http import HttpServer
+from controller.daemon.http import HttpServer
+from controller.daemon.loop import Daemon
 from controller.logs import configure_logging
 from streams.kafka import MissingTopicsError
 

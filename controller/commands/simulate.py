@@ -15,8 +15,8 @@ from rich.table import Table
 from controller.commands import UsageError
 from controller.config import StopbanditConfig, load_config
 from controller.core import ControllerCore
-from controller.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
-from controller.simulate import ControllerAgent, Simulation
+from controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from controller.sim.simulate import ControllerAgent, Simulation
 from streams.files import EventLogWriter, event_log_writer
 
 if TYPE_CHECKING:

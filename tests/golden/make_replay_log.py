@@ -11,12 +11,12 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.core import ControllerCore
-from controller.replay import replay
-from controller.replay_eval import evaluate
-from controller.replay_sources import file_events
-from controller.replay_targets import Sweep, learned_target, sweep_targets
-from controller.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.simulate import ControllerAgent, Simulation
+from controller.replay.evaluate import evaluate
+from controller.replay.feed import replay
+from controller.replay.sources import file_events
+from controller.replay.targets import Sweep, learned_target, sweep_targets
+from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from controller.sim.simulate import ControllerAgent, Simulation
 from streams.files import event_log_writer
 
 DATA = Path(__file__).parents[1] / "data"

@@ -8,7 +8,7 @@ policy and the sweep depend on the learners too: the log stays as an older daemo
 and LEARNED_GREEDY, SWEEP and LEARNED say what the current learners make of it (a change to
 the learners shows here first; `make_replay_log.py --literals` prints the new values). That
 replay reproduces the logging policy exactly when its learners are the logging daemon's is
-tested on a fresh log in tests/unit/test_replay_online.py.
+tested on a fresh log in tests/scenario/test_replay_online.py.
 """
 
 from pathlib import Path
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from controller.config import load_config
-from controller.replay import replay
-from controller.replay_eval import evaluate
-from controller.replay_sources import file_events
-from controller.replay_targets import (
+from controller.replay.evaluate import evaluate
+from controller.replay.feed import replay
+from controller.replay.sources import file_events
+from controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.metrics import Metrics
+from controller.daemon.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
@@ -25,7 +25,7 @@ SUFFIXES = {
 
 
 def _families() -> dict[str, set[str]]:
-    """Each metric family of controller/metrics.py, with the series names it exposes."""
+    """Each metric family of controller/daemon/metrics.py, with the series names it exposes."""
     return {
         family.name: {family.name + suffix for suffix in SUFFIXES[family.type]}
         for family in Metrics().registry.collect()
@@ -55,7 +55,7 @@ def test_metric_suffixes_cover_every_metric_type():
 
 
 def test_dashboard_queries_only_metrics_that_exist():
-    """Every series the dashboard queries is exported by controller/metrics.py."""
+    """Every series the dashboard queries is exported by controller/daemon/metrics.py."""
     families = _families()
     queries = _dashboard_queries()
     assert len(queries) >= len(families)

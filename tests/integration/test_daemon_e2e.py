@@ -21,7 +21,7 @@ from daemon_helpers import (
     simulated_lines,
 )
 
-from controller.daemon import Daemon
+from controller.daemon.loop import Daemon
 from policies.signing import verify
 from streams.events import FALLBACK_SEGMENT
 

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from daemon_helpers import HMAC_KEY, base_settings, config_of
 
-from controller.daemon import Daemon
-from controller.http import HttpServer
+from controller.daemon.http import HttpServer
+from controller.daemon.loop import Daemon
 from policies.client import PolicyClient
 from policies.sources import HttpPoller, TopicFollower
 

@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaProducer
 
 from controller.config import load_config
-from controller.replay import RawEvent, replay
-from controller.replay_sources import RangeBound, read_topic_range
+from controller.replay.feed import RawEvent, replay
+from controller.replay.sources import RangeBound, read_topic_range
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics

@@ -1,0 +1,1 @@
+"""The long-running daemon: the poll loop, partitions, checkpoints, publishing, HTTP, metrics."""

@@ -1,0 +1,132 @@
+"""Building and sending one round of policies, with versions that never go backwards.
+
+Versions. A serving node ignores a policy older than the one it holds, so a
+version must exceed every version ever issued for that segment, by this
+process, by a crashed one, or by another replica that owned the partition
+before. Before each round every core's counter is raised to
+
+    max(its own counter (checkpointed), the process's last version, int(wall_ms) * 1000)
+
+and the process's last version is carried from core to core within the round.
+The checkpointed counter covers restarts; the wall-clock floor covers what a
+previous owner issued after its last checkpoint (it issued at an earlier
+wall-clock millisecond, so below the floor unless it issued more than 1000
+policies in one millisecond or clocks are skewed by more than the time the
+partition took to move). `* 1000` keeps versions below 2**53 until the year
+2255, so they survive JSON readers that use doubles.
+
+The `*` fallback. Each replica's cores pool the estimates of every segment
+they own, weighted by traffic (`ControllerCore.fallback_beliefs`), the rule a
+single process owning all partitions would apply. Only the owner of
+partition 0 publishes it, so there is one writer of `*` at a time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from policies.signing import canonical_json, sign
+from streams.events import FALLBACK_SEGMENT, Policy
+from streams.kafka import Message, Outbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from controller.config import StopbanditConfig
+    from controller.core import ControllerCore
+    from controller.daemon.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+VERSIONS_PER_MS = 1000
+
+
+def version_floor(wall_s: float) -> int:
+    """The smallest version a policy issued at wall-clock time `wall_s` may carry."""
+    return int(wall_s * 1000) * VERSIONS_PER_MS
+
+
+def policy_value(policy: Policy) -> bytes:
+    """The policies topic's value: canonical JSON, the bytes a signature covers."""
+    return canonical_json(policy.model_dump(mode="json", exclude_none=True))
+
+
+class Publisher:
+    """Builds the changed policies of every core and queues them on the outbox."""
+
+    def __init__(
+        self, config: StopbanditConfig, outbox: Outbox, metrics: Metrics, fallback: ControllerCore
+    ) -> None:
+        self._topic = config.kafka.policies_topic
+        key = config.publish.hmac_key
+        self._key = key.get_secret_value().encode() if key is not None else None
+        self._outbox = outbox
+        self._metrics = metrics
+        self._fallback = fallback
+        self.last_version = 0
+        self.current: dict[str, Policy] = {}
+
+    def build(
+        self,
+        cores: Iterable[tuple[ControllerCore, bool]],
+        wall_s: float,
+        *,
+        with_fallback: bool,
+        force_fallback: bool = False,
+    ) -> list[Policy]:
+        """The round's policies: changed ones (all for a core marked force), plus `*` if asked.
+
+        Args:
+            cores: each partition's core and whether to force all its policies out.
+            wall_s: wall-clock time, the policies' `issued_at` and the version floor.
+            with_fallback: whether this replica publishes `*`.
+            force_fallback: issue `*` even if unchanged.
+        """
+        floor = max(self.last_version, version_floor(wall_s))
+        issued: list[Policy] = []
+        estimates = {}
+        for core, force in cores:
+            core.builder.last_version = max(core.builder.last_version, floor)
+            own = core.learner.estimates_all()
+            # `*` is built once below from every core's estimates, not per core.
+            issued += core.build_policies(wall_s, force=force, estimates=own, with_fallback=False)
+            floor = core.builder.last_version
+            estimates.update(own)
+        if with_fallback:
+            builder = self._fallback.builder
+            builder.last_version = max(builder.last_version, floor)
+            beliefs = self._fallback.fallback_beliefs(estimates)
+            fallback = builder.build(
+                FALLBACK_SEGMENT, beliefs, self._fallback.weights, wall_s, force=force_fallback
+            )
+            if fallback is not None:
+                issued.append(fallback)
+            floor = builder.last_version
+        self.last_version = floor
+        return issued
+
+    def send(self, policies: list[Policy]) -> None:
+        """Sign (if a key is configured) and queue each policy, keyed by its segment."""
+        for policy in policies:
+            signed = sign(policy, self._key) if self._key is not None else policy
+            self._outbox.send(Message(self._topic, policy.segment.encode(), policy_value(signed)))
+
+    def delivered(self, policies: list[Policy], elapsed_s: float) -> None:
+        """Record a round the broker acknowledged: metrics, the /policies view, a log event."""
+        for policy in policies:
+            # /policies serves these: signed as on the topic, so keyed nodes can verify them.
+            signed = sign(policy, self._key) if self._key is not None else policy
+            self.current[policy.segment] = signed
+            self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
+            self._metrics.policy_version.labels(policy.segment).set(policy.version)
+        self._metrics.policies_published.inc(len(policies))
+        self._metrics.publish_latency.observe(elapsed_s)
+        if policies:
+            log.info(
+                "policies.published",
+                count=len(policies),
+                first_version=policies[0].version,
+                last_version=policies[-1].version,
+            )

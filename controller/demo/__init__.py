@@ -1,0 +1,1 @@
+"""`stopbandit demo`: an embedded broker, the daemon and a simulated fleet on one machine."""

@@ -1,0 +1,1 @@
+"""Offline replay of logged events: sources, the feed, target policies, evaluation, reports."""

@@ -1,0 +1,107 @@
+"""The replay result as one JSON-ready document: what `--json` prints and `--report` draws.
+
+Layout (every number a float, NaN and infinities as null):
+
+    {"input": {"sources", "events", "decisions", "outcomes", "invalid": {kind: n},
+               "join": {joined, expired, orphans, duplicates, already_joined, evicted,
+                        mismatched}, "pending_at_end", "interactions"},
+     "settings": {"arms", "reward", "publish_every", "learned", "folds", "fold_seed",
+                  "confidence"},
+     "policies": [<policy>, ...],                    # overall
+     "segments": {segment: {"n", "policies": [<policy>, ...],
+                            "learned": {"greedy", "pmf", "em", "tokens", "n", "reward"} | null}},
+     "learned": {"greedy": {segment: threshold}} | null,
+     "sweep": [{"name", "field", "value", "reward_weights", "greedy": {segment: threshold}}],
+     "checkpoint": {"files": [...], "format": "controller.daemon.checkpoint_stores v1"} | null}
+
+where <policy> is `PolicyEstimate.to_json()`: name, kind, estimator, reward,
+ci_low, ci_high (of the reward), em, em_ci_low, em_ci_high, tokens,
+tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from controller.reward import reward
+
+if TYPE_CHECKING:
+    from controller.config import RewardConfig
+    from controller.replay.evaluate import Evaluation
+    from controller.replay.feed import ReplayLog
+    from controller.replay.targets import Sweep, Target
+
+
+def build_document(
+    log: ReplayLog,
+    evaluation: Evaluation,
+    targets: list[Target],
+    weights: RewardConfig,
+    *,
+    sources: list[str],
+    publish_every: int,
+    folds: int,
+    fold_seed: int,
+    confidence: float,
+    sweep: Sweep | None = None,
+) -> dict[str, Any]:
+    """Everything replay found, in the layout of the module docstring."""
+    counts = {segment: int((log.segment == i).sum()) for i, segment in enumerate(log.segments)}
+    learned = _learned(log, weights)
+    return {
+        "input": {"sources": sources, **log.stats.to_json(), "interactions": log.n},
+        "settings": {
+            "arms": log.arms,
+            "reward": weights.model_dump(),
+            "publish_every": publish_every,
+            "learned": log.core is not None,
+            "folds": folds,
+            "fold_seed": fold_seed,
+            "confidence": confidence,
+        },
+        "policies": [e.to_json() for e in evaluation.overall],
+        "segments": {
+            segment: {
+                "n": counts[segment],
+                "policies": [e.to_json() for e in evaluation.segments[segment]],
+                "learned": learned.get(segment),
+            }
+            for segment in log.segments
+        },
+        "learned": ({"greedy": {s: v["greedy"] for s, v in learned.items()}} if log.core else None),
+        "sweep": [
+            {
+                "name": t.name,
+                "field": sweep.field if sweep else None,
+                "value": getattr(t.weights, sweep.field) if sweep and t.weights else None,
+                "reward_weights": t.weights.model_dump() if t.weights else None,
+                "greedy": t.greedy,
+            }
+            for t in targets
+            if t.kind == "sweep"
+        ],
+        "checkpoint": None,
+    }
+
+
+def _learned(log: ReplayLog, weights: RewardConfig) -> dict[str, dict[str, Any]]:
+    # The policy the core published last for each segment, with the estimates behind it.
+    if log.core is None:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    policies = log.core.policies
+    for segment in log.segments:
+        policy = policies.get(segment)
+        if policy is None:
+            continue
+        entry: dict[str, Any] = {"greedy": policy.greedy, "pmf": policy.pmf}
+        if policy.estimates is not None:
+            em, tokens = policy.estimates.em, policy.estimates.tokens
+            entry |= {
+                "em": em,
+                "tokens": tokens,
+                "n": policy.estimates.n,
+                "reward": [reward(e, t, weights) for e, t in zip(em, tokens, strict=True)],
+            }
+        result[segment] = entry
+    return result

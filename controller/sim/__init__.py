@@ -1,0 +1,1 @@
+"""Simulated fleets: scenarios, the request generator, in-process simulation, the broker fleet."""

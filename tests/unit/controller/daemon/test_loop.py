@@ -1,0 +1,215 @@
+"""The daemon loop against fakes: order of side effects, dead letters, restore, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from daemon_fakes import (
+    SEGMENT,
+    FakeClock,
+    FakeConsumer,
+    FakeProducer,
+    FakeStore,
+    Journal,
+    config,
+    interaction,
+)
+from structlog.testing import capture_logs
+
+from controller.daemon.loop import Daemon
+from controller.daemon.publish import version_floor
+
+WALL_S = 1_800_000_000.0
+
+
+def make_daemon(batches, journal, *, store=None, clock=None, partitions=(0,), **overrides):
+    """A daemon wired to fakes; returns it and its consumer (created on open)."""
+    holder = {}
+
+    def consumer_factory(listener):
+        holder["consumer"] = FakeConsumer(journal, listener, batches, partitions)
+        return holder["consumer"]
+
+    daemon = Daemon(
+        config(**overrides),
+        consumer_factory=consumer_factory,
+        producer=FakeProducer(journal),
+        store=store or FakeStore(journal),
+        monotonic=clock or FakeClock(),
+        wall=lambda: WALL_S,
+        check_topics=False,
+    )
+    daemon.open()
+    return daemon, holder["consumer"]
+
+
+def test_flush_then_checkpoint_then_commit_on_stop():
+    """On stop: flush policies and dead letters, then checkpoint, then commit."""
+    journal = Journal()
+    messages = [*interaction(1), (SEGMENT.encode(), b"{not json")]
+    daemon, _ = make_daemon([{0: messages}], journal)
+
+    daemon.run(max_events=3)
+
+    kinds = journal.kinds()
+    flush = kinds.index("flush")
+    checkpoint = kinds.index("checkpoint")
+    commit = kinds.index("commit")
+    assert flush < checkpoint < commit
+    assert journal.entries[checkpoint][1] == (0, 3)
+    assert journal.entries[commit][1] == {0: 3}
+    assert "dlq" in journal.entries[flush][1]
+    assert kinds[-2:] == ["consumer.close", "producer.close"]
+
+
+def test_commit_never_runs_ahead_of_a_checkpoint():
+    """Every committed offset was covered by a checkpoint written before it."""
+    journal = Journal()
+    clock = FakeClock()
+    batches = [{0: interaction(i)} for i in range(6)]
+    daemon, consumer = make_daemon(batches, journal, clock=clock)
+    consumer.on_poll = lambda: setattr(clock, "now_s", clock.now_s + 2.0)
+
+    daemon.run(max_events=12)
+
+    checkpointed = 0
+    for what, detail in journal.entries:
+        if what == "checkpoint":
+            checkpointed = max(checkpointed, detail[1])
+        if what == "commit":
+            assert detail[0] <= checkpointed
+    assert journal.kinds().count("checkpoint") >= 2
+
+
+def test_invalid_messages_are_dead_lettered_and_the_loop_goes_on():
+    """Each invalid message lands in the DLQ with its reason and place; valid ones are learned."""
+    journal = Journal()
+    bad = [
+        (SEGMENT.encode(), b"\xff\xfe binary"),
+        (b"other/segment", interaction(7)[0][1]),
+        *interaction(2, arm=0.42),
+    ]
+    daemon, _ = make_daemon([{0: bad + interaction(3)}], journal)
+    producer = daemon._producer
+
+    with capture_logs() as logs:
+        daemon.run(max_events=len(bad) + 2)
+
+    letters = [json.loads(v) for t, _, v in producer.sent if t == "dlq"]
+    assert [letter["offset"] for letter in letters] == [0, 1, 2]
+    assert letters[0]["reason"].startswith("value: not UTF-8")
+    assert letters[1]["reason"] == "decision.segment: does not match the message key"
+    assert "is not one of the arms" in letters[2]["reason"]
+    assert {letter["partition"] for letter in letters} == {0}
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_events_invalid_total", {"reason": "json"}) == 1
+    assert sample("stopbandit_events_invalid_total", {"reason": "key"}) == 1
+    assert sample("stopbandit_events_invalid_total", {"reason": "arm"}) == 1
+    assert sample("stopbandit_interactions_learned_total") == 1
+    dead = [e for e in logs if e["event"] == "event.dead_lettered"]
+    assert [(e["partition"], e["offset"]) for e in dead] == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_restore_seeks_to_the_checkpoint_and_skips_joined_replays():
+    """A restarted daemon seeks to its checkpoint's offset; replayed joined ids are skipped."""
+    journal = Journal()
+    store = FakeStore(journal)
+    first, _ = make_daemon([{0: interaction(1) + interaction(2)}], journal, store=store)
+    first.run(max_events=4)
+    assert store.saved[0].offset == 4
+
+    # The topic is replayed from 0 (as after a lost commit); the checkpoint says 4.
+    replay = interaction(1) + interaction(2) + interaction(3)
+    second, consumer = make_daemon([{0: replay[4:]}], journal, store=store)
+    consumer.offsets[0] = 0
+    second.run(max_events=2)
+
+    assert ("seek", (0, 4)) in journal.entries
+    assert store.saved[0].state["learner"]["learned"] == 3
+    sample = second.metrics.registry.get_sample_value
+    assert sample("stopbandit_interactions_learned_total") == 1
+
+
+def test_duplicate_interaction_after_restore_counts_as_skipped():
+    """An interaction produced twice is learned once; both replayed messages count as skipped."""
+    journal = Journal()
+    daemon, _ = make_daemon([{0: interaction(1) + interaction(1)}], journal)
+
+    daemon.run(max_events=4)
+
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_interactions_learned_total") == 1
+    assert sample("stopbandit_interactions_skipped_total") == 2
+
+
+def test_versions_start_at_the_wall_clock_floor_and_increase():
+    """Published versions exceed the time floor and strictly increase across rounds."""
+    journal = Journal()
+    clock = FakeClock()
+    batches = [{0: interaction(i, em=float(i % 2))} for i in range(5)]
+    daemon, consumer = make_daemon(batches, journal, clock=clock)
+    consumer.on_poll = lambda: setattr(clock, "now_s", clock.now_s + 1.5)
+
+    daemon.run(max_events=10)
+
+    versions = [json.loads(v)["version"] for t, _, v in daemon._producer.sent if t == "policies"]
+    assert versions
+    assert versions[0] > version_floor(WALL_S)
+    assert versions == sorted(set(versions))
+
+
+def test_sigterm_sets_the_flag_and_the_loop_stops_cleanly():
+    """SIGTERM only sets the stop flag: the batch finishes, then checkpoint, commit, close."""
+    journal = Journal()
+    batches = [{0: interaction(i)} for i in range(50)]
+    daemon, consumer = make_daemon(batches, journal)
+    previous = signal.getsignal(signal.SIGTERM)
+    daemon.install_signal_handlers()
+    polls = {"n": 0}
+
+    def on_poll():
+        polls["n"] += 1
+        if polls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    consumer.on_poll = on_poll
+    try:
+        daemon.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    assert polls["n"] == 4
+    assert daemon.events_processed == 6  # the fourth poll's batch was finished
+    assert journal.kinds()[-4:] == ["checkpoint", "commit", "consumer.close", "producer.close"]
+    assert consumer.committed == {0: 6}
+
+
+def test_readiness_needs_assignment_restore_and_a_publish():
+    """Not ready before the first assignment and publish; ready after."""
+    journal = Journal()
+    daemon, _ = make_daemon([{0: interaction(1)}], journal)
+    assert not daemon.ready
+    assert daemon.healthy
+
+    daemon.run(max_events=2)
+
+    assert daemon.ready
+    assert daemon.policies()[SEGMENT].segment == SEGMENT
+
+
+@pytest.mark.parametrize("partitions", [(0, 1), (1, 2)])
+def test_fallback_is_published_only_by_the_owner_of_partition_0(partitions):
+    """The `*` policy has one writer: the replica owning partition 0."""
+    journal = Journal()
+    daemon, _ = make_daemon(
+        [{p: interaction(10 * p + 1) for p in partitions}], journal, partitions=partitions
+    )
+
+    daemon.run(max_events=4)
+
+    keys = {k for t, k, _ in daemon._producer.sent if t == "policies"}
+    assert (b"*" in keys) == (0 in partitions)
