@@ -24,13 +24,15 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from policies.exploration import ExplorationConfig
+from streams.kafka_config import KafkaConfig
+
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 DEFAULT_ARMS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class ConfigError(ValueError):
@@ -68,24 +70,6 @@ class JoinConfig(_Section):
     wait_s: Positive = 300.0
     max_pending: Annotated[int, Field(ge=1)] = 200_000
     dedup_capacity: Annotated[int, Field(ge=1)] = 200_000
-
-
-class ExplorationConfig(_Section):
-    """The rule that turns outcome estimates into a pmf (policies.exploration).
-
-    Attributes:
-        floor: least probability of every arm that may be played.
-        plausible_min: P(best) from which an arm may be played at all.
-        max_explore: most probability taken from the greedy arm (1: pure probability matching).
-        probe: least probability of a neighbour of the greedy arm that has no data yet.
-        neighbour_floor: least probability of a measured neighbour (fades as 1/sqrt(n)).
-    """
-
-    floor: Probability = 0.005
-    plausible_min: Probability = 0.05
-    max_explore: Probability = 1.0
-    probe: Probability = 0.1
-    neighbour_floor: Probability = 0.0
 
 
 class LearnerConfig(_Section):
@@ -133,33 +117,6 @@ class CheckpointConfig(_Section):
     dir: Path = Path("checkpoints")
     topic: str = "stopbandit.checkpoints"
     interval_s: Positive = 30.0
-
-
-class KafkaConfig(_Section):
-    """Broker connection and topics; security settings pass through to kafka-python."""
-
-    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
-    events_topic: str = "stopbandit.events"
-    policies_topic: str = "stopbandit.policies"
-    dlq_topic: str = "stopbandit.dlq"
-    group_id: str = "stopbandit"
-    client_id: str = "stopbandit"
-    create_topics: bool = False
-    partitions: Annotated[int, Field(ge=1)] = 6
-    replication_factor: Annotated[int, Field(ge=1)] = 1
-    session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
-    max_poll_records: Annotated[int, Field(ge=1)] = 2_000
-    # The consumer has one fetch in flight per broker, for the partitions with nothing
-    # buffered; when those are quiet the broker holds it this long while the busy ones
-    # wait, so it bounds the delay from an event to its policy (kafka-python: 500).
-    fetch_max_wait_ms: Annotated[int, Field(ge=0)] = 100
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
 
 
 class HttpConfig(_Section):

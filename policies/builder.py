@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from controller.config import ExplorationConfig
+    from policies.exploration import ExplorationConfig
 
 PMF_CHANGE_TOLERANCE = 1e-3
 _PMF_DECIMALS = 6

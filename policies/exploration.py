@@ -28,19 +28,40 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.config import ExplorationConfig
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 MIN_SUPPORT = 30.0
 NEIGHBOUR_FLOOR_FULL_UNTIL = 500.0
 _DRAWS = 4096
 _DRAW_SEED = 20_251_130
+
+
+class ExplorationConfig(BaseModel):
+    """The rule that turns outcome estimates into a pmf (the `exploration` config section).
+
+    Attributes:
+        floor: least probability of every arm that may be played.
+        plausible_min: P(best) from which an arm may be played at all.
+        max_explore: most probability taken from the greedy arm (1: pure probability matching).
+        probe: least probability of a neighbour of the greedy arm that has no data yet.
+        neighbour_floor: least probability of a measured neighbour (fades as 1/sqrt(n)).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    floor: Probability = 0.005
+    plausible_min: Probability = 0.05
+    max_explore: Probability = 1.0
+    probe: Probability = 0.1
+    neighbour_floor: Probability = 0.0
 
 
 @dataclass(frozen=True)

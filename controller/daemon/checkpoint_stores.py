@@ -48,7 +48,7 @@ from kafka.errors import KafkaError
 from streams.kafka import Message, Outbox, read_topic
 
 if TYPE_CHECKING:
-    from controller.config import KafkaConfig
+    from streams.kafka_config import KafkaConfig
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,6 @@ import structlog
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from controller.config import KafkaConfig
 from streams.embedded import (
     LOOPBACK,
     BrokerStartError,
@@ -36,6 +35,7 @@ from streams.embedded import (
     wait_until_ready,
 )
 from streams.kafka import read_topic
+from streams.kafka_config import KafkaConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

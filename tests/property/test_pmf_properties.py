@@ -4,9 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import ExplorationConfig
 from policies.builder import ArmBeliefs, PolicyBuilder
-from policies.exploration import MIN_SUPPORT, explore, probability_best
+from policies.exploration import MIN_SUPPORT, ExplorationConfig, explore, probability_best
 from streams.events import RewardWeights
 
 ARMS = 7
