@@ -8,7 +8,7 @@ value stops the start with the field and the reason (`ConfigError`).
 
 from __future__ import annotations
 
-import math
+import functools
 import re
 from contextvars import ContextVar
 from pathlib import Path
@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from policies.exploration import ExplorationConfig
+from streams.arms import Arms
 from streams.kafka_config import KafkaConfig
 
 if TYPE_CHECKING:
@@ -185,16 +186,18 @@ class StopbanditConfig(BaseSettings):
         if any(b <= a for a, b in zip(self.arms, self.arms[1:], strict=False)):
             raise ValueError("arms: must be strictly ascending")
         for name in ("reference_arm", "default_arm"):
-            if not any(math.isclose(getattr(self, name), arm) for arm in self.arms):
+            if self.arm_index(getattr(self, name)) is None:
                 raise ValueError(f"{name}: {getattr(self, name)} is not one of the arms")
         return self
 
+    @functools.cached_property
+    def arm_table(self) -> Arms:
+        """The arms with their value-to-index lookup."""
+        return Arms(self.arms)
+
     def arm_index(self, threshold: float) -> int | None:
         """Index of `threshold` among the arms, or None if it is not one."""
-        for index, arm in enumerate(self.arms):
-            if math.isclose(arm, threshold):
-                return index
-        return None
+        return self.arm_table.index(threshold)
 
     def masked(self) -> dict[str, Any]:
         """The configuration as plain data with secrets masked, for the start-up log."""

@@ -47,8 +47,6 @@ class ControllerCore:
             arms=list(config.arms), default_arm=default_arm, exploration=config.exploration
         )
         self.drifts = 0
-        # Thresholds arrive as the exact floats the policies carried: a dict hit is the rule.
-        self._arm_indices = {arm: k for k, arm in enumerate(config.arms)}
 
     def arm_of(self, threshold: float) -> int:
         """Index of a decision's threshold among the arms.
@@ -56,9 +54,7 @@ class ControllerCore:
         Raises:
             InvalidEventError: the threshold is not one of the configured arms.
         """
-        index = self._arm_indices.get(threshold)
-        if index is None:
-            index = self.config.arm_index(threshold)
+        index = self.config.arm_index(threshold)
         if index is None:
             raise InvalidEventError(
                 "arm", f"decision.threshold: {threshold} is not one of the arms {self.config.arms}"

@@ -154,7 +154,6 @@ class Replayer:
         self._pmf_rows: dict[tuple[tuple[float, float], ...], tuple[float, ...]] = {}
         self._pending_pmf: dict[str, tuple[float, ...]] = {}
         self._segment_index: dict[str, int] = {}
-        self._arms_seen: dict[float, int | None] = {}
         self._rows: list[tuple[int, int, float, float, float]] = []
         self._logged_rows: list[tuple[float, ...]] = []
         self._learned_rows: list[tuple[float, ...]] = []
@@ -184,7 +183,7 @@ class Replayer:
         # The same rules as ControllerCore.offer, so both modes reject the same events.
         self._watermark = now = max(self._watermark, event.ts)
         if isinstance(event, Decision):
-            if self._arm_of(event.threshold) is None:
+            if self.config.arm_index(event.threshold) is None:
                 raise InvalidEventError(
                     "arm",
                     f"decision.threshold: {event.threshold} is not one of the arms {self.arms}",
@@ -201,12 +200,6 @@ class Replayer:
             return self.join.add(event, now)
         except JoinMismatchError as error:
             raise InvalidEventError("segment", str(error)) from None
-
-    def _arm_of(self, threshold: float) -> int | None:
-        # config.arm_index compares with math.isclose; thresholds repeat, so remember answers.
-        if threshold not in self._arms_seen:
-            self._arms_seen[threshold] = self.config.arm_index(threshold)
-        return self._arms_seen[threshold]
 
     def _reject(self, raw: RawEvent, error: InvalidEventError) -> None:
         self.stats.invalid[error.kind] += 1
@@ -251,7 +244,7 @@ class Replayer:
 
     def _record(self, interaction: Interaction) -> None:
         segment = self._segment_index.setdefault(interaction.segment, len(self._segment_index))
-        arm = self._arm_of(interaction.threshold)
+        arm = self.config.arm_index(interaction.threshold)
         if arm is None:  # decisions with unknown arms were rejected before the join
             raise AssertionError(interaction.threshold)
         self._rows.append(
