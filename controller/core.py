@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from controller.learners.outcome import OutcomeEstimates, OutcomeLearner
-from controller.reward import reward, reward_cov
-from policies.builder import ArmBeliefs, PolicyBuilder
+from controller.learners.outcome import OutcomeLearner
+from policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
 from streams.codec import InvalidEventError
 from streams.events import FALLBACK_SEGMENT, Decision, Event, Outcome, Policy, RewardWeights
 from streams.join import Interaction, JoinBuffer, JoinMismatchError
@@ -30,22 +27,15 @@ class ControllerCore:
 
     def __init__(self, config: StopbanditConfig, backend: Backend | None = None) -> None:
         self.config = config
-        self.weights = RewardWeights(
-            em_weight=config.reward.em_weight,
-            token_cost_per_1k=config.reward.token_cost_per_1k,
-        )
+        self.weights = reward_weights(config)
         self.join = JoinBuffer(
             wait_s=config.join.wait_s,
             max_pending=config.join.max_pending,
             dedup_capacity=config.join.dedup_capacity,
         )
         self.learner = OutcomeLearner(config.arms, config.learner, backend)
-        default_arm = config.arm_index(config.default_arm)
-        if default_arm is None:  # the config model already guarantees it
-            raise ValueError("default_arm is not one of the arms")
-        self.builder = PolicyBuilder(
-            arms=list(config.arms), default_arm=default_arm, exploration=config.exploration
-        )
+        self.builder = policy_builder(config)
+        self.book = PolicyBook()
         self.drifts = 0
 
     def arm_of(self, threshold: float) -> int:
@@ -92,44 +82,12 @@ class ControllerCore:
         """Segments with learned interactions, in first-seen order."""
         return list(self.learner.stats)
 
-    def _beliefs_of(self, estimates: OutcomeEstimates) -> ArmBeliefs:
-        rewards = self.config.reward
-        return ArmBeliefs(
-            reward=reward(estimates.em, estimates.tokens, rewards),
-            reward_cov=reward_cov(estimates.em_cov, estimates.tokens_cov, rewards),
-            support=estimates.support,
-            em=estimates.em,
-            tokens=estimates.tokens,
-            n=estimates.n,
-        )
-
-    def fallback_beliefs(self, estimates: dict[str, OutcomeEstimates] | None = None) -> ArmBeliefs:
-        """Beliefs for a segment never seen: every known segment's, weighted by its traffic."""
-        if estimates is None:
-            estimates = self.learner.estimates_all()
-        known = list(estimates.values())
-        if not known:
-            return self._beliefs_of(self.learner.estimates(FALLBACK_SEGMENT))
-        traffic = np.array([e.n.sum() for e in known])
-        share = (
-            traffic / traffic.sum() if traffic.sum() > 0 else np.full(len(known), 1 / len(known))
-        )
-        pooled = OutcomeEstimates(
-            em=np.tensordot(share, np.stack([e.em for e in known]), axes=1),
-            em_cov=np.tensordot(share**2, np.stack([e.em_cov for e in known]), axes=1),
-            tokens=np.tensordot(share, np.stack([e.tokens for e in known]), axes=1),
-            tokens_cov=np.tensordot(share**2, np.stack([e.tokens_cov for e in known]), axes=1),
-            n=np.sum([e.n for e in known], axis=0),
-            support=np.sum([e.support for e in known], axis=0),
-        )
-        return self._beliefs_of(pooled)
-
     def build_policies(
         self,
         now: float,
         *,
         force: bool = False,
-        estimates: dict[str, OutcomeEstimates] | None = None,
+        estimates: dict[str, ArmBeliefs] | None = None,
         with_fallback: bool = True,
     ) -> list[Policy]:
         """Policies that changed since they were last built (all of them with `force`).
@@ -144,14 +102,15 @@ class ControllerCore:
         issued: list[Policy] = []
         if estimates is None:
             estimates = self.learner.estimates_all()
-        candidates = [*self.segments, FALLBACK_SEGMENT] if with_fallback else self.segments
-        for segment in candidates:
-            beliefs = (
-                self.fallback_beliefs(estimates)
-                if segment == FALLBACK_SEGMENT
-                else self._beliefs_of(estimates[segment])
+        for segment, beliefs in estimates.items():
+            policy = self.book.issue(self.builder, segment, beliefs, self.weights, now, force=force)
+            if policy is not None:
+                issued.append(policy)
+        if with_fallback:
+            beliefs = fallback_beliefs(self.learner, estimates)
+            policy = self.book.issue(
+                self.builder, FALLBACK_SEGMENT, beliefs, self.weights, now, force=force
             )
-            policy = self.builder.build(segment, beliefs, self.weights, now, force=force)
             if policy is not None:
                 issued.append(policy)
         return issued
@@ -159,7 +118,7 @@ class ControllerCore:
     @property
     def policies(self) -> dict[str, Policy]:
         """The last policy built for each segment."""
-        return dict(self.builder.current)
+        return dict(self.book.current)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as JSON-ready data (for checkpoints)."""
@@ -167,8 +126,8 @@ class ControllerCore:
             "format": STATE_FORMAT,
             "learner": self.learner.snapshot(),
             "join": self.join.snapshot(),
-            "last_version": self.builder.last_version,
-            "policies": {s: p.model_dump(mode="json") for s, p in self.builder.current.items()},
+            "last_version": self.book.last_version,
+            "policies": {s: p.model_dump(mode="json") for s, p in self.book.current.items()},
             "drifts": self.drifts,
         }
 
@@ -182,6 +141,33 @@ class ControllerCore:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {STATE_FORMAT}")
         self.learner.restore(state["learner"])
         self.join.restore(state["join"])
-        self.builder.last_version = max(self.builder.last_version, int(state["last_version"]))
-        self.builder.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
+        self.book.raise_to(int(state["last_version"]))
+        self.book.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
         self.drifts = int(state["drifts"])
+
+
+def fallback_beliefs(learner: OutcomeLearner, estimates: dict[str, ArmBeliefs]) -> ArmBeliefs:
+    """Beliefs for a segment never seen: every known segment's, weighted by its traffic.
+
+    With no segment known yet, the learner's cold start for `*` (its shared models' prior).
+    """
+    if not estimates:
+        return learner.estimates(FALLBACK_SEGMENT)
+    return ArmBeliefs.pooled(list(estimates.values()))
+
+
+def policy_builder(config: StopbanditConfig) -> PolicyBuilder:
+    """The policy builder of a configuration: its arms, default arm and exploration rule."""
+    default_arm = config.arm_index(config.default_arm)
+    if default_arm is None:  # the config model already guarantees it
+        raise ValueError("default_arm is not one of the arms")
+    return PolicyBuilder(
+        arms=list(config.arms), default_arm=default_arm, exploration=config.exploration
+    )
+
+
+def reward_weights(config: StopbanditConfig) -> RewardWeights:
+    """The configured reward weights, as policies echo them."""
+    return RewardWeights(
+        em_weight=config.reward.em_weight, token_cost_per_1k=config.reward.token_cost_per_1k
+    )

@@ -1,8 +1,14 @@
-"""From per-arm reward beliefs to versioned policies, issuing only what changed (pure).
+"""The one path from estimates to a policy (pure): beliefs -> reward -> exploration -> Policy.
 
-Versions come from one counter shared by every segment, so they strictly
-increase across all policies this builder issues; the caller persists
-`last_version` (checkpoints) so they keep increasing across restarts.
+`PolicyBuilder.decide` is where a segment's pmf and greedy arm come from,
+for the daemon's publish, `simulate`, and replay's learned and sweep
+targets alike, so that a rule added here holds in all of them.
+
+`PolicyBook` remembers the last policy issued per segment and owns the
+version counter: a policy is issued only when it differs from the last one,
+and versions come from one counter shared by every segment, so they
+strictly increase across all policies the book issues. The caller persists
+the book (checkpoints) so they keep increasing across restarts.
 """
 
 from __future__ import annotations
@@ -10,14 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from policies.exploration import explore
+import numpy as np
+
+from policies.exploration import Exploration, explore
+from policies.reward import reward, reward_cov
 from streams.events import ArmEstimates, Policy, RewardWeights
 
 if TYPE_CHECKING:
-    import numpy as np
+    from collections.abc import Sequence
+
     from numpy.typing import NDArray
 
     from policies.exploration import ExplorationConfig
+    from policies.reward import Weights
 
 PMF_CHANGE_TOLERANCE = 1e-3
 _PMF_DECIMALS = 6
@@ -25,14 +36,36 @@ _PMF_DECIMALS = 6
 
 @dataclass(frozen=True)
 class ArmBeliefs:
-    """What the learners believe about each arm of one segment."""
+    """What the learners believe about each arm of one segment: EM and tokens, with covariances.
 
-    reward: NDArray[np.float64]
-    reward_cov: NDArray[np.float64]
-    support: NDArray[np.float64]
+    `n` counts the segment's own (decayed) observations; `support` adds the
+    prior's pseudo-observations.
+    """
+
     em: NDArray[np.float64]
+    em_cov: NDArray[np.float64]
     tokens: NDArray[np.float64]
+    tokens_cov: NDArray[np.float64]
     n: NDArray[np.float64]
+    support: NDArray[np.float64]
+
+    @classmethod
+    def pooled(cls, segments: Sequence[ArmBeliefs]) -> ArmBeliefs:
+        """Every segment's beliefs weighted by its traffic: the belief about an unknown one."""
+        traffic = np.array([b.n.sum() for b in segments])
+        share = (
+            traffic / traffic.sum()
+            if traffic.sum() > 0
+            else np.full(len(segments), 1 / len(segments))
+        )
+        return cls(
+            em=np.tensordot(share, np.stack([b.em for b in segments]), axes=1),
+            em_cov=np.tensordot(share**2, np.stack([b.em_cov for b in segments]), axes=1),
+            tokens=np.tensordot(share, np.stack([b.tokens for b in segments]), axes=1),
+            tokens_cov=np.tensordot(share**2, np.stack([b.tokens_cov for b in segments]), axes=1),
+            n=np.sum([b.n for b in segments], axis=0),
+            support=np.sum([b.support for b in segments], axis=0),
+        )
 
 
 def _rounded_pmf(pmf: NDArray[np.float64]) -> list[float]:
@@ -43,55 +76,42 @@ def _rounded_pmf(pmf: NDArray[np.float64]) -> list[float]:
     return values
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolicyBuilder:
-    """Builds each segment's policy and remembers the last one issued."""
+    """Turns one segment's beliefs into its pmf, greedy arm and policy."""
 
     arms: list[float]
     default_arm: int
     exploration: ExplorationConfig
-    last_version: int = 0
-    model_id: str = ""
-    current: dict[str, Policy] = field(default_factory=dict)
 
-    def build(
+    def decide(self, beliefs: ArmBeliefs, weights: Weights) -> Exploration:
+        """The pmf and greedy arm under `weights`: the reward's belief through exploration."""
+        return explore(
+            reward(beliefs.em, beliefs.tokens, weights),
+            reward_cov(beliefs.em_cov, beliefs.tokens_cov, weights),
+            beliefs.support,
+            self.default_arm,
+            self.exploration,
+        )
+
+    def policy(
         self,
         segment: str,
         beliefs: ArmBeliefs,
+        decision: Decided,
+        *,
         weights: RewardWeights,
         now: float,
-        *,
-        force: bool = False,
-    ) -> Policy | None:
-        """The segment's new policy, or None if it would not differ from the last one issued.
-
-        A policy differs when its greedy arm, its reward weights, or any pmf
-        entry (by more than `PMF_CHANGE_TOLERANCE`) differ; `force` issues it anyway.
-        """
-        result = explore(
-            beliefs.reward, beliefs.reward_cov, beliefs.support, self.default_arm, self.exploration
-        )
-        pmf = _rounded_pmf(result.pmf)
-        greedy = self.arms[result.greedy]
-        previous = self.current.get(segment)
-        if (
-            not force
-            and previous is not None
-            and previous.greedy == greedy
-            and previous.reward == weights
-            and max(abs(a - b) for a, b in zip(previous.pmf, pmf, strict=True))
-            <= PMF_CHANGE_TOLERANCE
-        ):
-            return None
-        self.last_version += 1
-        policy = Policy(
+        version: int,
+    ) -> Policy:
+        """The segment's policy, as decided, issued at `now` with `version`."""
+        return Policy(
             segment=segment,
-            version=self.last_version,
+            version=version,
             issued_at=now,
-            model_id=self.model_id,
             arms=self.arms,
-            pmf=pmf,
-            greedy=greedy,
+            pmf=decision.pmf,
+            greedy=decision.greedy,
             reward=weights,
             estimates=ArmEstimates(
                 em=[round(float(v), 6) for v in beliefs.em],
@@ -99,5 +119,63 @@ class PolicyBuilder:
                 n=[round(float(v), 2) for v in beliefs.n],
             ),
         )
+
+    def decided(self, beliefs: ArmBeliefs, weights: Weights) -> Decided:
+        """`decide` in the form a policy carries: the pmf rounded, the greedy arm's value."""
+        result = self.decide(beliefs, weights)
+        return Decided(pmf=_rounded_pmf(result.pmf), greedy=self.arms[result.greedy])
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A pmf and greedy arm as a policy carries them."""
+
+    pmf: list[float]
+    greedy: float
+
+    def differs_from(self, previous: Policy | None, weights: RewardWeights) -> bool:
+        """Whether a policy of this decision is worth issuing after `previous`.
+
+        It is when its greedy arm or its reward weights differ, or any pmf
+        entry by more than `PMF_CHANGE_TOLERANCE`.
+        """
+        return (
+            previous is None
+            or previous.greedy != self.greedy
+            or previous.reward != weights
+            or max(abs(a - b) for a, b in zip(previous.pmf, self.pmf, strict=True))
+            > PMF_CHANGE_TOLERANCE
+        )
+
+
+@dataclass
+class PolicyBook:
+    """The last policy issued per segment, and the version counter they share."""
+
+    last_version: int = 0
+    current: dict[str, Policy] = field(default_factory=dict)
+
+    def issue(
+        self,
+        builder: PolicyBuilder,
+        segment: str,
+        beliefs: ArmBeliefs,
+        weights: RewardWeights,
+        now: float,
+        *,
+        force: bool = False,
+    ) -> Policy | None:
+        """The segment's new policy, or None if it would not differ from the last one issued."""
+        decision = builder.decided(beliefs, weights)
+        if not force and not decision.differs_from(self.current.get(segment), weights):
+            return None
+        self.last_version += 1
+        policy = builder.policy(
+            segment, beliefs, decision, weights=weights, now=now, version=self.last_version
+        )
         self.current[segment] = policy
         return policy
+
+    def raise_to(self, floor: int) -> None:
+        """Issue no version at or below `floor` from now on."""
+        self.last_version = max(self.last_version, floor)

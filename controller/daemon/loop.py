@@ -179,9 +179,7 @@ class Daemon:
                 if checkpoint.store == "dir"
                 else KafkaCheckpointStore(kafka, self.outbox, checkpoint.topic)
             )
-        self._publisher = Publisher(
-            self.config, self.outbox, self.metrics, ControllerCore(self.config)
-        )
+        self._publisher = Publisher(self.config, self.outbox, self.metrics)
         listener = RebalanceListener(self)
         self.consumer = self._retry_until_up(
             "consumer.open", lambda: self._consumer_factory(listener)

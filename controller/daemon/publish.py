@@ -16,7 +16,7 @@ partition took to move). `* 1000` keeps versions below 2**53 until the year
 2255, so they survive JSON readers that use doubles.
 
 The `*` fallback. Each replica's cores pool the estimates of every segment
-they own, weighted by traffic (`ControllerCore.fallback_beliefs`), the rule a
+they own, weighted by traffic (`controller.core.fallback_beliefs`), the rule a
 single process owning all partitions would apply. Only the owner of
 partition 0 publishes it, so there is one writer of `*` at a time.
 """
@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from controller.core import fallback_beliefs, policy_builder, reward_weights
+from policies.builder import PolicyBook
 from policies.signing import canonical_json, sign
 from streams.events import FALLBACK_SEGMENT, Policy
 from streams.kafka import Message, Outbox
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Sequence
 
     from controller.config import StopbanditConfig
     from controller.core import ControllerCore
@@ -54,23 +56,29 @@ def policy_value(policy: Policy) -> bytes:
 
 
 class Publisher:
-    """Builds the changed policies of every core and queues them on the outbox."""
+    """Builds the changed policies of every core, signs them once, and queues them on the outbox.
 
-    def __init__(
-        self, config: StopbanditConfig, outbox: Outbox, metrics: Metrics, fallback: ControllerCore
-    ) -> None:
+    `current` is what the broker acknowledged (signed as on the topic): the
+    /policies view. Each core's own book is what it built (and checkpoints).
+    """
+
+    def __init__(self, config: StopbanditConfig, outbox: Outbox, metrics: Metrics) -> None:
         self._topic = config.kafka.policies_topic
         key = config.publish.hmac_key
         self._key = key.get_secret_value().encode() if key is not None else None
         self._outbox = outbox
         self._metrics = metrics
-        self._fallback = fallback
+        self._builder = policy_builder(config)
+        self._weights = reward_weights(config)
+        # The `*` policy this replica issued: built here, from every core's estimates.
+        self._fallback = PolicyBook()
+        self._in_flight: dict[tuple[str, int], Policy] = {}
         self.last_version = 0
         self.current: dict[str, Policy] = {}
 
     def build(
         self,
-        cores: Iterable[tuple[ControllerCore, bool]],
+        cores: Sequence[tuple[ControllerCore, bool]],
         wall_s: float,
         *,
         with_fallback: bool,
@@ -81,29 +89,33 @@ class Publisher:
         Args:
             cores: each partition's core and whether to force all its policies out.
             wall_s: wall-clock time, the policies' `issued_at` and the version floor.
-            with_fallback: whether this replica publishes `*`.
+            with_fallback: whether this replica publishes `*` (it owns partition 0).
             force_fallback: issue `*` even if unchanged.
         """
         floor = max(self.last_version, version_floor(wall_s))
         issued: list[Policy] = []
         estimates = {}
         for core, force in cores:
-            core.builder.last_version = max(core.builder.last_version, floor)
+            core.book.raise_to(floor)
             own = core.learner.estimates_all()
             # `*` is built once below from every core's estimates, not per core.
             issued += core.build_policies(wall_s, force=force, estimates=own, with_fallback=False)
-            floor = core.builder.last_version
+            floor = core.book.last_version
             estimates.update(own)
-        if with_fallback:
-            builder = self._fallback.builder
-            builder.last_version = max(builder.last_version, floor)
-            beliefs = self._fallback.fallback_beliefs(estimates)
-            fallback = builder.build(
-                FALLBACK_SEGMENT, beliefs, self._fallback.weights, wall_s, force=force_fallback
+        if with_fallback and cores:
+            self._fallback.raise_to(floor)
+            beliefs = fallback_beliefs(cores[0][0].learner, estimates)
+            fallback = self._fallback.issue(
+                self._builder,
+                FALLBACK_SEGMENT,
+                beliefs,
+                self._weights,
+                wall_s,
+                force=force_fallback,
             )
             if fallback is not None:
                 issued.append(fallback)
-            floor = builder.last_version
+            floor = self._fallback.last_version
         self.last_version = floor
         return issued
 
@@ -111,16 +123,18 @@ class Publisher:
         """Sign (if a key is configured) and queue each policy, keyed by its segment."""
         for policy in policies:
             signed = sign(policy, self._key) if self._key is not None else policy
+            self._in_flight[policy.segment, policy.version] = signed
             self._outbox.send(Message(self._topic, policy.segment.encode(), policy_value(signed)))
 
     def delivered(self, policies: list[Policy], elapsed_s: float) -> None:
         """Record a round the broker acknowledged: metrics, the /policies view, a log event."""
         for policy in policies:
-            # /policies serves these: signed as on the topic, so keyed nodes can verify them.
-            signed = sign(policy, self._key) if self._key is not None else policy
-            self.current[policy.segment] = signed
+            # /policies serves them signed as on the topic, so keyed nodes can verify them.
+            self.current[policy.segment] = self._in_flight.pop((policy.segment, policy.version))
             self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
             self._metrics.policy_version.labels(policy.segment).set(policy.version)
+        # A failed round's policies are built again (forced), never delivered as they were.
+        self._in_flight.clear()
         self._metrics.policies_published.inc(len(policies))
         self._metrics.publish_latency.observe(elapsed_s)
         if policies:

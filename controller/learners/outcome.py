@@ -33,6 +33,7 @@ import numpy as np
 from controller.learners.arm_stats import ArmMoments, ArmStats
 from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
+from policies.builder import ArmBeliefs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -69,22 +70,6 @@ class _Observations:
     @classmethod
     def empty(cls, arms: int) -> _Observations:
         return cls(*(np.zeros(arms) for _ in range(6)))
-
-
-@dataclass(frozen=True)
-class OutcomeEstimates:
-    """Per-arm posterior of one segment: means and covariances of EM and tokens.
-
-    `n` counts the segment's own (decayed) observations; `support` adds the
-    prior's pseudo-observations.
-    """
-
-    em: NDArray[np.float64]
-    em_cov: NDArray[np.float64]
-    tokens: NDArray[np.float64]
-    tokens_cov: NDArray[np.float64]
-    n: NDArray[np.float64]
-    support: NDArray[np.float64]
 
 
 def _feature_token(text: str) -> str:
@@ -218,7 +203,7 @@ class OutcomeLearner:
             obs.prior[k] = n0
         return obs
 
-    def estimates_all(self, extra: Sequence[str] = ()) -> dict[str, OutcomeEstimates]:
+    def estimates_all(self, extra: Sequence[str] = ()) -> dict[str, ArmBeliefs]:
         """Per-arm posterior of every known segment (and of `extra` ones, cold-started).
 
         Segments share a common curve shape (`pooling.fit_shape`) fitted on all
@@ -251,10 +236,10 @@ class OutcomeLearner:
             level_sd=_LOG_TOKEN_LEVEL_SD,
         )
         all_counts = np.sum([o.n for o in observations], axis=0)
-        result: dict[str, OutcomeEstimates] = {}
+        result: dict[str, ArmBeliefs] = {}
         for i, (segment, obs) in enumerate(zip(segments, observations, strict=True)):
             tokens = np.exp(log_mean[i])
-            result[segment] = OutcomeEstimates(
+            result[segment] = ArmBeliefs(
                 em=np.clip(em_mean[i], 0.0, 1.0),
                 em_cov=em_cov[i],
                 tokens=tokens,
@@ -265,7 +250,7 @@ class OutcomeLearner:
             )
         return result
 
-    def estimates(self, segment: str) -> OutcomeEstimates:
+    def estimates(self, segment: str) -> ArmBeliefs:
         """Per-arm posterior of one segment (see `estimates_all`)."""
         return self.estimates_all(extra=[segment])[segment]
 

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from controller.config import RewardConfig
-from controller.reward import reward, reward_cov
-from policies.exploration import explore
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -142,26 +140,14 @@ def learned_target(log: ReplayLog) -> Target:
 def greedy_under(core: ControllerCore, weights: RewardConfig) -> dict[str, float]:
     """The greedy threshold per segment the core's final estimates give under `weights`.
 
-    The same beliefs and exploration rule the core's policy builder uses
-    (`ControllerCore.beliefs`, `policies.exploration.explore`), with the reward
-    computed under `weights` instead of the configured ones: the policy the
-    daemon would publish now if it were configured with those weights.
+    The core's own policy builder decides, with the reward computed under
+    `weights` instead of the configured ones: the policy the daemon would
+    publish now if it were configured with those weights.
     """
-    config = core.config
-    default_arm = config.arm_index(config.default_arm)
-    if default_arm is None:  # the config model already guarantees it
-        raise ValueError("default_arm is not one of the arms")
-    greedy: dict[str, float] = {}
-    for segment, estimates in core.learner.estimates_all().items():
-        result = explore(
-            reward(estimates.em, estimates.tokens, weights),
-            reward_cov(estimates.em_cov, estimates.tokens_cov, weights),
-            estimates.support,
-            default_arm,
-            config.exploration,
-        )
-        greedy[segment] = config.arms[result.greedy]
-    return greedy
+    return {
+        segment: core.config.arms[core.builder.decide(beliefs, weights).greedy]
+        for segment, beliefs in core.learner.estimates_all().items()
+    }
 
 
 def sweep_targets(log: ReplayLog, sweep: Sweep) -> list[Target]:

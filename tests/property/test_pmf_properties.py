@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.builder import ArmBeliefs, PolicyBuilder
+from policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
 from policies.exploration import MIN_SUPPORT, ExplorationConfig, explore, probability_best
 from streams.events import RewardWeights
 
@@ -87,10 +87,12 @@ def test_builder_policies_validate_and_versions_increase(b) -> None:
         exploration=ExplorationConfig(),
     )
     weights = RewardWeights(em_weight=1.0, token_cost_per_1k=0.02)
+    book = PolicyBook()
     versions = []
+    zeros = np.zeros_like(cov)
     for segment in ("a", "b", "*"):
-        arm_beliefs = ArmBeliefs(mean, cov, support, mean, mean, support)
-        policy = builder.build(segment, arm_beliefs, weights, 1.0, force=True)
+        arm_beliefs = ArmBeliefs(mean, cov, np.zeros_like(mean), zeros, support, support)
+        policy = book.issue(builder, segment, arm_beliefs, weights, 1.0, force=True)
         assert policy is not None
         assert abs(sum(policy.pmf) - 1.0) <= 1e-6
         versions.append(policy.version)

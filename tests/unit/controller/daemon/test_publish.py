@@ -1,0 +1,104 @@
+"""The publisher: a round of policies from every core, versions floored, `*` built once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from daemon_fakes import SEGMENT, FakeProducer, Journal, config, interaction
+
+from controller.core import ControllerCore
+from controller.daemon.metrics import Metrics
+from controller.daemon.publish import VERSIONS_PER_MS, Publisher, version_floor
+from policies.signing import verify
+from streams.codec import decode
+from streams.kafka import Outbox
+
+WALL_S = 1_764_489_600.0
+KEY = "k" * 32
+
+
+def learned_core(requests: int, arm: float = 1.0) -> ControllerCore:
+    """A core that has learned `requests` interactions of one segment at `arm`."""
+    core = ControllerCore(config())
+    for i in range(requests):
+        for key, value in interaction(i, arm=arm):
+            core.offer(decode(key, value), now=float(i))
+    return core
+
+
+def publisher(**overrides: object) -> tuple[Publisher, FakeProducer]:
+    """A publisher over a fake producer, and the producer to read what went out."""
+    producer = FakeProducer(Journal())
+    return Publisher(config(**overrides), Outbox(producer), Metrics()), producer
+
+
+def test_versions_start_at_the_wall_clock_floor_and_increase_across_cores() -> None:
+    """Every policy of a round is above the floor, strictly increasing from core to core."""
+    pub, _ = publisher()
+    cores = [(learned_core(5), False), (learned_core(5), False)]
+    policies = pub.build(cores, WALL_S, with_fallback=True)
+    versions = [p.version for p in policies]
+    assert versions[0] == version_floor(WALL_S) + 1
+    assert versions == sorted(set(versions))
+    assert [p.segment for p in policies] == [SEGMENT, SEGMENT, "*"]
+    assert pub.last_version == versions[-1]
+
+
+def test_an_unchanged_round_issues_nothing_and_a_forced_core_issues_all_again() -> None:
+    """Only changed policies go out, unless the core is marked force (e.g. after a failed flush)."""
+    pub, _ = publisher()
+    core = learned_core(5)
+    assert pub.build([(core, False)], WALL_S, with_fallback=True)
+    assert pub.build([(core, False)], WALL_S + 1, with_fallback=True) == []
+    again = pub.build([(core, True)], WALL_S + 2, with_fallback=False, force_fallback=False)
+    assert [p.segment for p in again] == [SEGMENT]
+    forced_star = pub.build([(core, False)], WALL_S + 3, with_fallback=True, force_fallback=True)
+    assert [p.segment for p in forced_star] == ["*"]
+
+
+def test_the_fallback_is_built_only_by_the_owner_of_partition_0() -> None:
+    """A replica without partition 0 never issues `*`."""
+    pub, _ = publisher()
+    policies = pub.build([(learned_core(5), False)], WALL_S, with_fallback=False)
+    assert "*" not in {p.segment for p in policies}
+
+
+def test_the_fallback_pools_every_cores_segments() -> None:
+    """`*` reflects the estimates of the segments of all cores, not of the first one only."""
+    pub_one, _ = publisher()
+    pub_two, _ = publisher()
+    one = pub_one.build([(learned_core(40, arm=1.0), False)], WALL_S, with_fallback=True)
+    two = pub_two.build(
+        [(learned_core(40, arm=1.0), False), (learned_core(400, arm=0.5), False)],
+        WALL_S,
+        with_fallback=True,
+    )
+    star_one = next(p for p in one if p.segment == "*")
+    star_two = next(p for p in two if p.segment == "*")
+    assert star_one.estimates is not None
+    assert star_two.estimates is not None
+    assert star_two.estimates.n[0] == pytest.approx(400.0, rel=0.01)
+    assert star_one.estimates.n[0] == 0.0
+
+
+def test_policies_are_signed_once_and_served_as_sent() -> None:
+    """The bytes on the topic verify with the key, and /policies serves the same signed policy."""
+    pub, producer = publisher(publish={"interval_s": 1.0, "hmac_key": KEY})
+    policies = pub.build([(learned_core(5), False)], WALL_S, with_fallback=True)
+    pub.send(policies)
+    producer.flush()
+    pub.delivered(policies, 0.01)
+    assert len(producer.sent) == len(policies)
+    for (_, key, value), policy in zip(producer.sent, policies, strict=True):
+        assert value is not None
+        document = json.loads(value)
+        assert key == policy.segment.encode()
+        assert verify(document, KEY.encode())
+        assert pub.current[policy.segment].signature == document["signature"]
+
+
+def test_versions_per_ms_leave_room_below_2_to_the_53() -> None:
+    """The floor stays exact in a double (JSON readers) for centuries."""
+    assert version_floor(WALL_S) % VERSIONS_PER_MS == 0
+    assert version_floor(8_000_000_000.0) < 2**53
