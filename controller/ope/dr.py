@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from controller.ope.estimate import Estimate
+    from controller.ope.rows import Rows
 
 
 def dr_terms(
@@ -60,6 +61,36 @@ def dr_terms(
     direct = np.einsum("ik,ik->i", pmf, model)
     correction = weights * (outcome - _checks.arm_probability(model, arms))
     return direct, correction
+
+
+def dr_from_rows(rows: Rows) -> Estimate:
+    """DR of one target's rows (registered as `dr`): the mean of `dr_terms`, Wald interval.
+
+    The rows' weights give ESS and the largest weight, and their warnings are
+    the estimate's: diagnosed once per target, as `doubly_robust` does per call.
+
+    Args:
+        rows: The target's pmf, probabilities, outcome, reward model and diagnostics.
+
+    Returns:
+        The estimate, its interval and the rows' diagnostics.
+
+    Raises:
+        ValueError: On rows without a target pmf or a reward model, or
+            inputs `dr_terms` refuses.
+    """
+    if rows.target_pmf is None or rows.q_hat is None:
+        raise ValueError("DR needs the target pmf and a reward model (q_hat)")
+    direct, correction = dr_terms(
+        rows.target_pmf, rows.arm, rows.logged_probability, rows.y, rows.q_hat
+    )
+    return intervals.wald_estimate(
+        direct + correction,
+        rows.weights,
+        confidence=rows.confidence,
+        warnings=rows.warnings,
+        estimator="dr",
+    )
 
 
 def doubly_robust(

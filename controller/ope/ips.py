@@ -11,6 +11,7 @@ Policy Evaluation and Learning", ICML).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from controller.ope import _checks, intervals
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from controller.ope.estimate import Estimate
+    from controller.ope.rows import Rows
 
 
 def importance_weights(
@@ -127,3 +129,18 @@ def ips(
     return intervals.wald_estimate(
         weights * outcome, weights, confidence=confidence, warnings=warnings, estimator="ips"
     )
+
+
+def ips_from_rows(rows: Rows) -> Estimate:
+    """IPS of one target's rows (registered as `ips`), with the rows' shared warnings.
+
+    Args:
+        rows: The target's probabilities, outcome and diagnostics.
+
+    Returns:
+        `ips` of the rows, its warnings replaced by `rows.warnings`.
+    """
+    estimate = ips(
+        rows.target_probability, rows.logged_probability, rows.y, confidence=rows.confidence
+    )
+    return replace(estimate, warnings=rows.warnings)

@@ -12,6 +12,7 @@ interval of the ratio (see `intervals.snips_influence`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,8 @@ from controller.ope.ips import weighted_rows
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+    from controller.ope.rows import Rows
 
 
 def snips(
@@ -95,3 +98,18 @@ def snips(
         estimator="snips",
         interval="wald-delta",
     )
+
+
+def snips_from_rows(rows: Rows) -> Estimate:
+    """SNIPS of one target's rows (registered as `snips`), with the rows' shared warnings.
+
+    Args:
+        rows: The target's probabilities, outcome and diagnostics.
+
+    Returns:
+        `snips` of the rows, its warnings replaced by `rows.warnings`.
+    """
+    estimate = snips(
+        rows.target_probability, rows.logged_probability, rows.y, confidence=rows.confidence
+    )
+    return replace(estimate, warnings=rows.warnings)

@@ -1,12 +1,13 @@
 """Off-policy evaluation of replay's targets: EM, tokens and reward, overall and per segment.
 
-Every target is scored with IPS, SNIPS and cross-fitted DR (`controller.ope`)
-on the logged propensities, for three outcomes: EM, tokens, and the reward
-computed per row from them under the configured weights (so its interval
-carries their covariance). One `fold_assignment` serves every DR call, so
-the reward model q̂ is fitted once per outcome and shared by all targets
-and segments. The logged policy is evaluated on-policy (w = 1): IPS and
-SNIPS are the sample mean; DR uses the logged pmfs, when decisions carry them.
+Every target is scored with every estimator of `controller.ope.registry`
+(IPS, SNIPS and cross-fitted DR) on the logged propensities, for three
+outcomes: EM, tokens, and the reward computed per row from them under the
+configured weights (so its interval carries their covariance). One
+`fold_assignment` serves every reward model, so q̂ is fitted once per outcome
+and shared by all targets and segments. The logged policy is evaluated
+on-policy (w = 1): IPS and SNIPS are the sample mean; an estimator that reads
+the target pmf (DR) reads the logged pmfs, when decisions carry them.
 
 Beyond the estimators' own warnings (low ESS, arms never logged), replay
 checks support with the logged pmfs: the share of a target's mass on arms
@@ -18,33 +19,27 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from controller.ope import (
-    Estimate,
-    cross_fit,
-    doubly_robust,
-    dr_terms,
-    fold_assignment,
-    ips,
-    snips,
-)
-from controller.ope.intervals import diagnose, wald_estimate
+from controller.ope import Estimate, cross_fit, fold_assignment
+from controller.ope.intervals import diagnose, effective_sample_size
+from controller.ope.registry import ESTIMATORS
+from controller.ope.rows import Rows
 from controller.reward import reward
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from controller.config import RewardConfig
+    from controller.ope.registry import Estimator
     from controller.replay.feed import ReplayLog
     from controller.replay.targets import Target
 
 OUTCOMES = ("em", "tokens", "reward")
-ESTIMATORS = ("ips", "snips", "dr")
 DEFAULT_FOLDS = 5
 _SUPPORT_TOLERANCE = 1e-9
 _GROUP = re.compile(r"group (\d+)")
@@ -57,7 +52,7 @@ class PolicyEstimate:
     Attributes:
         name: The target's name (`logged`, `fixed:0.95`, `learned`, `sweep:0.02`).
         kind: The target's kind.
-        estimator: `ips`, `snips` or `dr`.
+        estimator: The name of a registered estimator (`ips`, `snips`, `dr`).
         em: Estimate of expected EM.
         tokens: Estimate of expected tokens.
         reward: Estimate of expected reward under the configured weights.
@@ -110,7 +105,7 @@ class Evaluation:
         """The estimate of one target by one estimator, overall or in `segment`.
 
         Raises:
-            KeyError: no such target or estimator.
+            KeyError: No such target or estimator.
         """
         estimates = self.overall if segment is None else self.segments[segment]
         for estimate in estimates:
@@ -180,11 +175,13 @@ def _evaluate(
     confidence: float,
 ) -> Evaluation:
     y = {"em": log.em, "tokens": log.tokens, "reward": reward(log.em, log.tokens, weights)}
-    folds = fold_assignment(log.n, n_folds, seed) if log.n >= 2 else np.zeros(1, np.int64)  # noqa: PLR2004
-    q_hat = {
-        name: cross_fit(values, log.arm, log.segment, n_arms=len(log.arms), folds=folds)
-        for name, values in y.items()
-    }
+    q_hat: dict[str, NDArray[np.float64]] = {}
+    if ESTIMATORS.needs_reward_model:
+        folds = fold_assignment(log.n, n_folds, seed) if log.n >= 2 else np.zeros(1, np.int64)  # noqa: PLR2004
+        q_hat = {
+            name: cross_fit(values, log.arm, log.segment, n_arms=len(log.arms), folds=folds)
+            for name, values in y.items()
+        }
     scopes: dict[str | None, _Scope] = {None: _scope(log, None, y, q_hat)}
     for index, segment in enumerate(log.segments):
         scopes[segment] = _scope(log, np.flatnonzero(log.segment == index), y, q_hat)
@@ -229,7 +226,7 @@ def _evaluate_target(
         support, extra = support_check(pmf, scope.logged_pmf)
     estimates = []
     for estimator in ESTIMATORS:
-        outcome = by_estimator[estimator]
+        outcome = by_estimator[estimator.name]
         warnings = tuple(
             dict.fromkeys(
                 _named(w, segments)
@@ -240,7 +237,7 @@ def _evaluate_target(
             PolicyEstimate(
                 name=target.name,
                 kind=target.kind,
-                estimator=estimator,
+                estimator=estimator.name,
                 em=outcome["em"],
                 tokens=outcome["tokens"],
                 reward=outcome["reward"],
@@ -255,62 +252,86 @@ def _named(warning: str, segments: list[str]) -> str:
     return _GROUP.sub(lambda m: f"segment {segments[int(m.group(1))]!r}", warning)
 
 
+def _rows(
+    scope: _Scope,
+    pmf: NDArray[np.float64] | None,
+    confidence: float,
+    *,
+    by_segment: bool,
+) -> dict[str, Rows]:
+    # One target's rows per outcome. The weights and their warnings depend on the target
+    # only: diagnosed once, shared by every estimator and outcome.
+    if pmf is None:
+        target_probability = scope.probability
+    else:
+        target_probability = pmf[np.arange(pmf.shape[0]), scope.arm]
+    weights = target_probability / scope.probability
+    group = scope.segment if by_segment else None
+    warnings = diagnose(weights, target_pmf=pmf, arm=scope.arm, group=group)
+    return {
+        outcome: Rows(
+            arm=scope.arm,
+            logged_probability=scope.probability,
+            target_probability=target_probability,
+            weights=weights,
+            warnings=warnings,
+            y=scope.y[outcome],
+            confidence=confidence,
+            target_pmf=pmf,
+            q_hat=scope.q_hat.get(outcome),
+        )
+        for outcome in OUTCOMES
+    }
+
+
+def _computed(estimator: Estimator, rows: dict[str, Rows]) -> dict[str, Estimate]:
+    return {outcome: estimator.compute(r) for outcome, r in rows.items()}
+
+
 def _off_policy(
     pmf: NDArray[np.float64], scope: _Scope, confidence: float
 ) -> dict[str, dict[str, Estimate]]:
-    # The weights and their warnings depend on the target only: diagnosed once, shared by the
-    # nine estimates (3 estimators x 3 outcomes) instead of once per estimator call.
-    target_probability = pmf[np.arange(pmf.shape[0]), scope.arm]
-    weights = target_probability / scope.probability
-    warnings = diagnose(weights, target_pmf=pmf, arm=scope.arm, group=scope.segment)
-    result: dict[str, dict[str, Estimate]] = {e: {} for e in ESTIMATORS}
-    for outcome in OUTCOMES:
-        y = scope.y[outcome]
-        for estimator, function in (("ips", ips), ("snips", snips)):
-            estimate = function(target_probability, scope.probability, y, confidence=confidence)
-            result[estimator][outcome] = replace(estimate, warnings=warnings)
-        direct, correction = dr_terms(pmf, scope.arm, scope.probability, y, scope.q_hat[outcome])
-        result["dr"][outcome] = wald_estimate(
-            direct + correction,
-            weights,
-            confidence=confidence,
-            warnings=warnings,
-            estimator="dr",
-        )
-    return result
+    rows = _rows(scope, pmf, confidence, by_segment=True)
+    return {e.name: _computed(e, rows) for e in ESTIMATORS}
 
 
 def _on_policy(scope: _Scope, confidence: float) -> dict[str, dict[str, Estimate]]:
-    # Target = logging policy: every weight is 1, IPS and SNIPS are the sample mean.
-    p = scope.probability
-    result: dict[str, dict[str, Estimate]] = {e: {} for e in ESTIMATORS}
-    pmf_known = not np.isnan(scope.logged_pmf).any()
-    for outcome in OUTCOMES:
-        y = scope.y[outcome]
-        result["ips"][outcome] = ips(p, p, y, confidence=confidence)
-        result["snips"][outcome] = snips(p, p, y, confidence=confidence)
-        if pmf_known:
-            result["dr"][outcome] = doubly_robust(
-                scope.logged_pmf, scope.arm, p, y, scope.q_hat[outcome], confidence=confidence
-            )
+    # Target = logging policy: every weight is 1, IPS and SNIPS are the sample mean. The
+    # estimators that read a target pmf read the logged pmfs, when every decision carried one;
+    # their support is checked over the scope's rows pooled (no group), as `doubly_robust`
+    # does by default and replay did before the registry.
+    plain = _rows(scope, None, confidence, by_segment=False)
+    with_pmf = None
+    if any(e.needs_target_pmf for e in ESTIMATORS) and not np.isnan(scope.logged_pmf).any():
+        with_pmf = _rows(scope, scope.logged_pmf, confidence, by_segment=False)
+    result: dict[str, dict[str, Estimate]] = {}
+    for estimator in ESTIMATORS:
+        if not estimator.needs_target_pmf:
+            result[estimator.name] = _computed(estimator, plain)
+        elif with_pmf is not None:
+            result[estimator.name] = _computed(estimator, with_pmf)
         else:
-            result["dr"][outcome] = _unavailable(
-                result["ips"][outcome],
-                "dr",
-                "some decisions carry no pmf: DR of the logged policy is unavailable",
-            )
+            unavailable = _unavailable(plain["reward"], estimator)
+            result[estimator.name] = dict.fromkeys(OUTCOMES, unavailable)
     return result
 
 
-def _unavailable(like: Estimate, estimator: str, reason: str) -> Estimate:
-    return replace(
-        like,
+def _unavailable(rows: Rows, estimator: Estimator) -> Estimate:
+    # No value, and the diagnostics of the w = 1 rows (those of the sample mean).
+    return Estimate(
         value=math.nan,
         ci_low=math.nan,
         ci_high=math.nan,
         std_error=math.nan,
-        warnings=(reason,),
-        estimator=estimator,
+        confidence=rows.confidence,
+        ess=effective_sample_size(rows.weights),
+        max_weight=float(rows.weights.max()),
+        n=rows.weights.size,
+        warnings=(
+            f"some decisions carry no pmf: {estimator.label} of the logged policy is unavailable",
+        ),
+        estimator=estimator.name,
+        interval="wald",
     )
 
 

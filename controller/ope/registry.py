@@ -1,0 +1,154 @@
+"""The off-policy estimators replay computes, in the order it lists them.
+
+`controller.replay.evaluate` runs every registered estimator on every target,
+scope and outcome; the JSON document, the `stopbandit replay` table and the
+HTML report list them in registration order, the table and the report's plots
+led by the primary estimator.
+
+Adding an estimator: write it in its own module (formula and reference in its
+docstring) with a function from `Rows` to `Estimate`, and add one
+`ESTIMATORS.register(...)` line at the end of this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from controller.ope.dr import dr_from_rows
+from controller.ope.ips import ips_from_rows
+from controller.ope.snips import snips_from_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from controller.ope.estimate import Estimate
+    from controller.ope.rows import Rows
+
+# Names are JSON values, table keys and HTML cells: short lowercase words keep them plain.
+_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One registered estimator.
+
+    Attributes:
+        name: Its name in the JSON document, the report and `Evaluation.find` (`dr`).
+        label: Its heading in the terminal table and the plots' titles (`DR`).
+        compute: The estimate of one outcome from one target's rows.
+        description: What it is, in one line.
+        needs_target_pmf: It reads π(·|x) over every arm, not only the logged
+            arm's probability: for the logged policy that is the logged pmfs,
+            and without them (decisions that carry none) it is unavailable.
+        needs_reward_model: It reads the cross-fitted reward model q̂.
+        primary: The estimator the table leads with and the report plots;
+            one per registry.
+    """
+
+    name: str
+    label: str
+    compute: Callable[[Rows], Estimate]
+    description: str
+    needs_target_pmf: bool = False
+    needs_reward_model: bool = False
+    primary: bool = False
+
+
+class Registry:
+    """Estimators by name, in registration order."""
+
+    def __init__(self) -> None:
+        """An empty registry."""
+        self._by_name: dict[str, Estimator] = {}
+
+    def register(self, estimator: Estimator) -> Estimator:
+        """Add `estimator` after those registered so far; return it.
+
+        Raises:
+            ValueError: Its name is not a short lowercase word or is taken, or
+                it is primary and the registry has a primary already.
+        """
+        if not _NAME.fullmatch(estimator.name):
+            raise ValueError(f"estimator name {estimator.name!r} is not a lowercase word")
+        if estimator.name in self._by_name:
+            raise ValueError(f"estimator {estimator.name!r} is registered already")
+        if estimator.primary and any(e.primary for e in self):
+            raise ValueError(f"{estimator.name!r} cannot be primary: {self.primary.name!r} is")
+        self._by_name[estimator.name] = estimator
+        return estimator
+
+    def unregister(self, name: str) -> None:
+        """Remove the estimator called `name` (for one registered for a while, as in tests).
+
+        Raises:
+            KeyError: No estimator has that name.
+        """
+        self._by_name.pop(self.get(name).name)
+
+    def get(self, name: str) -> Estimator:
+        """The estimator called `name`.
+
+        Raises:
+            KeyError: No estimator has that name.
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(self.names)
+            raise KeyError(f"unknown estimator {name!r} (registered: {known})") from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name, in registration order."""
+        return tuple(self._by_name)
+
+    @property
+    def primary(self) -> Estimator:
+        """The primary estimator.
+
+        Raises:
+            LookupError: None is registered.
+        """
+        for estimator in self:
+            if estimator.primary:
+                return estimator
+        raise LookupError("no primary estimator is registered")
+
+    @property
+    def needs_reward_model(self) -> bool:
+        """Whether any registered estimator reads the reward model."""
+        return any(e.needs_reward_model for e in self)
+
+    def __iter__(self) -> Iterator[Estimator]:
+        """The estimators in registration order."""
+        return iter(tuple(self._by_name.values()))
+
+    def __len__(self) -> int:
+        """How many estimators are registered."""
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether an estimator called `name` is registered."""
+        return name in self._by_name
+
+
+ESTIMATORS = Registry()
+ESTIMATORS.register(
+    Estimator("ips", "IPS", ips_from_rows, "inverse propensity scoring: (1/n) Σ w_i y_i")
+)
+ESTIMATORS.register(
+    Estimator("snips", "SNIPS", snips_from_rows, "self-normalised IPS: Σ w_i y_i / Σ w_i")
+)
+ESTIMATORS.register(
+    Estimator(
+        "dr",
+        "DR",
+        dr_from_rows,
+        "doubly robust: the reward model's value corrected by IPS of its residual",
+        needs_target_pmf=True,
+        needs_reward_model=True,
+        primary=True,
+    )
+)

@@ -1,0 +1,46 @@
+"""The logged rows one estimate is computed from: what every registered estimator reads.
+
+A caller (replay's `evaluate`) builds one `Rows` per target and scope, with the
+importance weights and their warnings diagnosed once, and copies it per outcome
+with that outcome's `y` and reward model; each estimator in
+`controller.ope.registry` turns it into an `Estimate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One target's view of n logged rows, for one outcome.
+
+    Attributes:
+        arm: Logged arm index a_i, shape (n,).
+        logged_probability: p_i, the logged propensity, shape (n,), in (0, 1].
+        target_probability: π(a_i|x_i) of the logged arm under the target, shape (n,).
+        weights: w_i = π(a_i|x_i) / p_i, shape (n,).
+        warnings: The weights' diagnostics (low ESS, missing support), shared by
+            every estimator of this target and scope.
+        y: Outcome per row (EM, tokens or per-row reward), shape (n,).
+        confidence: Nominal coverage of the interval.
+        target_pmf: π(·|x_i), shape (n, K); None when unknown (the logged policy
+            of decisions without a pmf) or when no estimator needs it.
+        q_hat: Cross-fitted reward model q̂(x_i, a), shape (n, K); None when no
+            registered estimator needs one.
+    """
+
+    arm: NDArray[np.int64]
+    logged_probability: NDArray[np.float64]
+    target_probability: NDArray[np.float64]
+    weights: NDArray[np.float64]
+    warnings: tuple[str, ...]
+    y: NDArray[np.float64]
+    confidence: float
+    target_pmf: NDArray[np.float64] | None = None
+    q_hat: NDArray[np.float64] | None = None
