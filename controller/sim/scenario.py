@@ -8,7 +8,6 @@ drift events applied so far): expected EM, tokens and reward of every
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from controller.reward import reward
+from streams.arms import Arms
 from streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class Scenario(_Strict):
         keys = {s.key for s in self.segments}
         if len(keys) != len(self.segments):
             raise ValueError("segments: keys must be unique")
-        if not any(math.isclose(a, self.reference_arm) for a in self.arms):
+        if Arms(self.arms).index(self.reference_arm) is None:
             raise ValueError("reference_arm: must be one of the arms")
         curves = [(s.key, s.curve) for s in self.segments]
         curves += [(d.segment, d.curve) for d in self.drift if d.curve is not None]
@@ -126,9 +127,10 @@ class Truth:
         pairs = [_curve_arrays(s.curve, self.arms) for s in scenario.segments]
         self.token_fraction = np.stack([p[0] for p in pairs])
         self.em = np.stack([p[1] for p in pairs])
-        self.reference = self.arms.index(
-            next(a for a in self.arms if math.isclose(a, scenario.reference_arm))
-        )
+        self.arm_table = Arms(self.arms)
+        reference = self.arm_table.index(scenario.reference_arm)
+        assert reference is not None  # noqa: S101 - the scenario's validator checked it
+        self.reference = reference
 
     def apply(self, drift: DriftSpec) -> None:
         """Apply one drift event."""
@@ -154,10 +156,7 @@ class Truth:
 
     def rewards(self, weights: RewardConfig) -> NDArray[np.float64]:
         """Expected reward per (segment, arm)."""
-        return np.asarray(
-            weights.em_weight * self.em - weights.token_cost_per_1k * self.tokens / 1000.0,
-            dtype=np.float64,
-        )
+        return np.asarray(reward(self.em, self.tokens, weights), dtype=np.float64)
 
     def oracle_arms(self, weights: RewardConfig) -> NDArray[np.int64]:
         """Best arm index per segment."""
