@@ -1,12 +1,13 @@
 """A simulated fleet of serving nodes against a real broker.
 
-Each request is generated exactly as `controller.sim.simulate.Simulation`
-generates it (same seed, same random draws, same request ids, same event
-times, same drift points), but the threshold comes from a real
-`PolicyClient.choose` fed by the policies topic, and both events go out
-through a real `EventEmitter`. So `stopbandit fleet` exercises the serving
-node's code path end to end, and a fleet that waits for each publish (the
-demo's pacing, `on_publish_point`) reproduces `stopbandit simulate`.
+Requests come from the simulator's generator (`controller.sim.requests`:
+the same seed gives the same segments, request ids, event times, drift
+points and outcome draws as `stopbandit simulate`), but the threshold
+comes from a real `PolicyClient.choose` fed by the policies topic, and
+both events go out through a real `EventEmitter`. So `stopbandit fleet`
+exercises the serving node's code path end to end, and a fleet that
+waits for each publish (the demo's pacing, `on_publish_point`) reproduces
+`stopbandit simulate`.
 
 The figures kept per segment are expected values under the scenario's truth
 (the EM probability and mean tokens of the chosen arm and of the reference
@@ -16,18 +17,17 @@ coin flips.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import structlog
 
+from controller.sim.requests import Requests, nearest_arm
 from controller.sim.scenario import Scenario, Truth
-from controller.sim.simulate import SECONDS_PER_INTERACTION, START_TS, evaluate_arms
-from streams.events import FALLBACK_SEGMENT, Outcome
+from controller.sim.simulate import evaluate_arms
+from streams.events import FALLBACK_SEGMENT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Random draws are taken in blocks of this size, in the simulator's order.
-_BLOCK = 4096
 # Sleeping for less than this costs more than it paces.
 _MIN_SLEEP_S = 0.001
 
@@ -176,48 +174,28 @@ class Fleet:
         Raises:
             FleetError: events could not be delivered at a publish point.
         """
-        truth, arms = self.truth, self.truth.arms
-        arm_index = {arm: k for k, arm in enumerate(arms)}
-        rng = np.random.default_rng(self.seed)
-        pending_drift = sorted(self.scenario.drift, key=lambda d: d.at)
-        tables = _Tables(truth)
-        segment_u: list[float] = []
-        em_u: list[float] = []
-        token_z: list[float] = []
+        truth = self.truth
+        requests = Requests(truth, self.seed)
         paced_from_s, paced_from_i = self._monotonic(), 0
         for i in range(interactions):
             if self._stop.is_set():
                 return i
-            while pending_drift and pending_drift[0].at <= i:
-                truth.apply(pending_drift.pop(0))
-                tables = _Tables(truth)
-            if i % _BLOCK == 0:
-                segment_u = rng.random(_BLOCK).tolist()
-                em_u = rng.random(_BLOCK).tolist()
-                token_z = rng.standard_normal(_BLOCK).tolist()
-            j = i % _BLOCK
-            s = _bisect(tables.cumulative_share, segment_u[j])
-            key = truth.keys[s]
-            ts = START_TS + i * SECONDS_PER_INTERACTION
-            request_id = f"s{self.seed}-{i:08d}"
+            while (drift := requests.pop_drift(i)) is not None:
+                requests.apply(drift)
+            request = requests.draw(i)
+            s, key = request.segment, request.key
             node = self.nodes[i % len(self.nodes)]
-            choice = node.choose(request_id, key, truth.features[s])
-            k = arm_index.get(choice.threshold)
-            if k is None:  # a policy over other arms than the scenario's: play the closest
-                k = min(range(len(arms)), key=lambda a: abs(arms[a] - choice.threshold))
-            tokens = int(
-                tables.tokens[s][k] * math.exp(tables.log_mu[s] + tables.log_sigma[s] * token_z[j])
-            )
-            em = 1.0 if em_u[j] < tables.em[s][k] else 0.0
-            self.emitter.emit(choice.decision(request_id, key, ts, truth.features[s]))
+            choice = node.choose(request.request_id, key, request.features)
+            k = truth.arm_table.index(choice.threshold)
+            if k is None:  # a policy over other arms than the scenario's: play the nearest
+                k = nearest_arm(truth.arms, choice.threshold)
             self.emitter.emit(
-                Outcome(v=1, request_id=request_id, ts=ts, segment=key, em=em, tokens=tokens)
+                choice.decision(request.request_id, key, request.ts, request.features)
             )
-            ref = truth.reference
+            self.emitter.emit(requests.outcome(request, k))
+            ref, em, tokens = truth.reference, requests.em, requests.tokens
             with self._lock:
-                self._figures[key].add(
-                    tables.em[s][k], tables.tokens[s][k], tables.em[s][ref], tables.tokens[s][ref]
-                )
+                self._figures[key].add(em[s][k], tokens[s][k], em[s][ref], tokens[s][ref])
                 self._interactions = i + 1
             if (i + 1) % self.publish_every == 0:
                 self._publish_point(i + 1)
@@ -229,7 +207,7 @@ class Fleet:
     def _publish_point(self, interactions: int) -> None:
         with self._lock:
             window = {k: f.minus(self._window_start[k]) for k, f in self._figures.items()}
-            self._window_start = {k: _copy(f) for k, f in self._figures.items()}
+            self._window_start = {k: replace(f) for k, f in self._figures.items()}
             self._history.append((interactions, window))
         if self.on_publish_point is None:
             return
@@ -258,7 +236,7 @@ class Fleet:
         with self._lock:
             return Progress(
                 interactions=self._interactions,
-                segments={k: _copy(f) for k, f in self._figures.items()},
+                segments={k: replace(f) for k, f in self._figures.items()},
                 greedy=greedy,
                 versions=versions,
                 history=list(self._history),
@@ -294,28 +272,3 @@ class Fleet:
             "versions": progress.versions,
             "emitter": vars(self.emitter.stats).copy(),
         }
-
-
-class _Tables:
-    """The truth as Python lists, computed exactly as the simulator computes them."""
-
-    def __init__(self, truth: Truth) -> None:
-        self.em: list[list[float]] = truth.em.tolist()
-        self.tokens: list[list[float]] = truth.tokens.tolist()
-        self.cumulative_share: list[float] = np.cumsum(truth.share).tolist()
-        sigma2 = np.log1p(truth.token_cv**2)
-        self.log_sigma: list[float] = np.sqrt(sigma2).tolist()
-        self.log_mu: list[float] = (-sigma2 / 2.0).tolist()
-
-
-def _copy(figures: SegmentFigures) -> SegmentFigures:
-    return SegmentFigures(
-        figures.n, figures.em, figures.tokens, figures.reference_em, figures.reference_tokens
-    )
-
-
-def _bisect(cumulative: list[float], u: float) -> int:
-    for index, edge in enumerate(cumulative):
-        if u < edge:
-            return index
-    return len(cumulative) - 1

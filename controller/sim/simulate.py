@@ -1,9 +1,9 @@
 """An in-process simulated fleet driving a learner through the real decision/outcome path.
 
-Each simulated request picks a segment by traffic, draws a threshold from
-the segment's current policy exactly as a serving node does (seeded by the
-request_id, probability logged), generates EM and tokens from the
-scenario's curves, and hands both events to the agent. Every
+Each simulated request (`controller.sim.requests`: its segment by traffic,
+its EM and tokens from the scenario's curves) gets a threshold drawn from
+the segment's current policy exactly as a serving node draws it (seeded by
+the request_id, probability logged), and both events go to the agent. Every
 `publish_every` interactions the agent rebuilds its policies, as the daemon
 does on its publish interval.
 
@@ -16,13 +16,13 @@ scenario's state at the end.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from controller.sim.requests import SECONDS_PER_INTERACTION, START_TS, Requests, nearest_arm
 from controller.sim.scenario import Scenario, Truth
 from policies.sampling import draw_index
 from streams.events import FALLBACK_SEGMENT, Decision, Outcome, Policy
@@ -34,11 +34,19 @@ if TYPE_CHECKING:
 
     from controller.config import RewardConfig
     from controller.core import ControllerCore
+    from controller.sim.requests import Request
     from streams.files import EventLogWriter
 
-START_TS = 1_764_489_600.0
-SECONDS_PER_INTERACTION = 0.01
-_BLOCK = 4096
+# The request clock is controller.sim.requests'; it stays importable from here.
+__all__ = [
+    "SECONDS_PER_INTERACTION",
+    "START_TS",
+    "Agent",
+    "ControllerAgent",
+    "Simulation",
+    "evaluate_arms",
+]
+
 # Below this, oracle and reference coincide: nothing to close.
 _NO_GAP = 1e-12
 
@@ -119,10 +127,7 @@ def evaluate_arms(
     """Expected figures of playing one arm per segment on `truth`, traffic-weighted."""
     share = truth.share
     chosen = np.array(
-        [
-            truth.arms.index(_closest(truth.arms, arms_by_segment.get(k, fallback_arm)))
-            for k in truth.keys
-        ]
+        [nearest_arm(truth.arms, arms_by_segment.get(k, fallback_arm)) for k in truth.keys]
     )
     rows = np.arange(len(truth.keys))
     rewards = truth.rewards(weights)
@@ -142,10 +147,6 @@ def evaluate_arms(
     result["gap_closed"] = _gap_closed(result["reward"], reference[2], weighted(rewards, oracle))
     result["arms"] = {k: truth.arms[c] for k, c in zip(truth.keys, chosen, strict=True)}
     return result
-
-
-def _closest(arms: list[float], threshold: float) -> float:
-    return min(arms, key=lambda a: abs(a - threshold))
 
 
 class Simulation:
@@ -170,56 +171,42 @@ class Simulation:
         self.publish_every = publish_every
         self.log = log
         self.truth = Truth(scenario)
-        self._rng = np.random.default_rng(seed)
+        self._requests = Requests(self.truth, seed)
+        self._fallback = nearest_arm(self.truth.arms, fallback_arm)
         self._tally = _Tally(arm_rewards=np.zeros(len(scenario.arms)))
-        self._pending_drift = sorted(scenario.drift, key=lambda d: d.at)
         self.snapshots: dict[int, dict[str, Any]] = {}
         self._tables()
 
     def _tables(self) -> None:
         # Python lists: element access from the hot loop is several times faster than numpy's.
-        truth = self.truth
-        rewards = truth.rewards(self.weights)
-        oracle = truth.oracle_arms(self.weights)
-        self._em = truth.em.tolist()
-        self._tokens = truth.tokens.tolist()
+        rewards = self.truth.rewards(self.weights)
         self._rewards = rewards.tolist()
-        self._oracle = oracle.tolist()
+        self._oracle = self.truth.oracle_arms(self.weights).tolist()
         self._reward_rows = rewards
-        self._cumulative_share = np.cumsum(truth.share).tolist()
-        sigma2 = np.log1p(truth.token_cv**2)
-        self._log_sigma = np.sqrt(sigma2).tolist()
-        self._log_mu = (-sigma2 / 2.0).tolist()
 
     def run(self, interactions: int, snapshot_at: Iterable[int] = ()) -> dict[str, Any]:
         """Run `interactions` requests; return the report (see `report`)."""
         marks = set(snapshot_at)
-        truth, tally = self.truth, self._tally
+        requests, tally = self._requests, self._tally
         started = time.perf_counter()
-        segment_u = em_u = token_z = np.zeros(0)
-        segment_counts = np.zeros(len(truth.keys))
+        segment_counts = np.zeros(len(self.truth.keys))
         for i in range(interactions):
-            while self._pending_drift and self._pending_drift[0].at <= i:
+            while (drift := requests.pop_drift(i)) is not None:
                 tally.arm_rewards += segment_counts @ self._reward_rows
                 segment_counts[:] = 0
-                truth.apply(self._pending_drift.pop(0))
+                requests.apply(drift)
                 self._tables()
-            if i % _BLOCK == 0:
-                segment_u = self._rng.random(_BLOCK).tolist()
-                em_u = self._rng.random(_BLOCK).tolist()
-                token_z = self._rng.standard_normal(_BLOCK).tolist()
-            j = i % _BLOCK
-            s = _bisect(self._cumulative_share, segment_u[j])
-            segment_counts[s] += 1
-            now = START_TS + i * SECONDS_PER_INTERACTION
-            decision, outcome, k = self._request(i, s, now, em_u[j], token_z[j])
+            request = requests.draw(i)
+            segment_counts[request.segment] += 1
+            decision, k = self._decide(request)
+            outcome = requests.outcome(request, k)
             if self.log is not None:
                 self.log.write(decision)
                 self.log.write(outcome)
-            self.agent.observe(decision, outcome, now)
-            self._count(s, k)
+            self.agent.observe(decision, outcome, request.ts)
+            self._count(request.segment, k)
             if (i + 1) % self.publish_every == 0:
-                self.agent.publish(now)
+                self.agent.publish(request.ts)
             if i + 1 in marks:
                 self.snapshots[i + 1] = self.report(segment_counts, time.perf_counter() - started)
         return self.report(segment_counts, time.perf_counter() - started)
@@ -227,7 +214,8 @@ class Simulation:
     def _count(self, s: int, k: int) -> None:
         """Add one interaction's expected figures, and the reference's and oracle's."""
         tally, ref, oracle = self._tally, self.truth.reference, self._oracle[s]
-        em, tokens, rewards = self._em[s], self._tokens[s], self._rewards[s]
+        em, tokens = self._requests.em[s], self._requests.tokens[s]
+        rewards = self._rewards[s]
         tally.n += 1
         tally.em += em[k]
         tally.tokens += tokens[k]
@@ -239,37 +227,27 @@ class Simulation:
         tally.oracle_tokens += tokens[oracle]
         tally.oracle_reward += rewards[oracle]
 
-    def _request(
-        self, i: int, s: int, now: float, em_u: float, token_z: float
-    ) -> tuple[Decision, Outcome, int]:
-        """One request of segment `s`: the decision a serving node logs, and its outcome."""
-        truth, arms = self.truth, self.truth.arms
-        request_id = f"s{self.seed}-{i:08d}"
-        key = truth.keys[s]
-        policy = self.agent.policy_for(key)
+    def _decide(self, request: Request) -> tuple[Decision, int]:
+        """The decision a serving node logs for `request`, and the arm index it plays."""
+        policy = self.agent.policy_for(request.key)
         if policy is None:
-            k = arms.index(_closest(arms, self.fallback_arm))
-            probability, version, pmf = 1.0, 0, None
+            k, probability, version, pmf = self._fallback, 1.0, 0, None
         else:
-            k = draw_index(policy.pmf, request_id)
+            k = draw_index(policy.pmf, request.request_id)
             probability, version = policy.pmf[k], policy.version
             pmf = list(zip(policy.arms, policy.pmf, strict=True))
         decision = Decision(
             v=1,
-            request_id=request_id,
-            ts=now,
-            segment=key,
-            context=truth.features[s],
-            threshold=arms[k],
+            request_id=request.request_id,
+            ts=request.ts,
+            segment=request.key,
+            context=request.features,
+            threshold=self.truth.arms[k],
             probability=probability,
             policy_version=version,
             pmf=pmf,
         )
-        mean_tokens = self._tokens[s][k]
-        tokens = int(mean_tokens * math.exp(self._log_mu[s] + self._log_sigma[s] * token_z))
-        em = 1.0 if em_u < self._em[s][k] else 0.0
-        outcome = Outcome(v=1, request_id=request_id, ts=now, segment=key, em=em, tokens=tokens)
-        return decision, outcome, k
+        return decision, k
 
     def report(self, segment_counts: NDArray[np.float64], elapsed_s: float) -> dict[str, Any]:
         """The run so far: online, final policy, oracle, reference, best global arm."""
@@ -317,10 +295,3 @@ class Simulation:
             },
             "interactions_per_s": tally.n / elapsed_s if elapsed_s > 0 else 0.0,
         }
-
-
-def _bisect(cumulative: list[float], u: float) -> int:
-    for index, edge in enumerate(cumulative):
-        if u < edge:
-            return index
-    return len(cumulative) - 1
