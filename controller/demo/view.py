@@ -22,10 +22,6 @@ def _saving(figures: SegmentFigures) -> float:
     return 1.0 - figures.tokens / figures.reference_tokens if figures.reference_tokens else 0.0
 
 
-def _em_change_pts(figures: SegmentFigures) -> float:
-    return 100.0 * (figures.em - figures.reference_em) / figures.n if figures.n else 0.0
-
-
 def progress_table(progress: Progress, total: int, elapsed_s: float) -> RenderableType:
     """The live view: per segment the greedy threshold, EM and tokens against the reference."""
     rate = progress.interactions / elapsed_s if elapsed_s > 0 else 0.0
