@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from controller.reward import reward
+from policies.reward import reward
 from streams.arms import Arms
 from streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
 
