@@ -16,6 +16,7 @@ from rich.table import Table
 from controller.commands import UsageError
 from controller.config import load_config
 from controller.logs import configure_logging
+from controller.ope.registry import ESTIMATORS
 from controller.replay.document import build_document
 from controller.replay.evaluate import DEFAULT_FOLDS, evaluate
 from controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
@@ -46,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="evaluate policies and reward weights off-policy on logged events",
         description=(
             "Replay decision/outcome events (JSON-lines logs, or a range of the events topic) "
-            "through the controller's join and learners, and estimate with IPS, SNIPS and DR "
+            "through the controller's join and learners, and estimate with "
+            f"{_listed([e.label for e in ESTIMATORS])} "
             "what the logged policy, each fixed threshold, the learned policy and a sweep of "
             "reward weights would have earned."
         ),
@@ -82,6 +84,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--from", dest="start", metavar="X", help="first offset or ISO time")
     parser.add_argument("--to", dest="end", metavar="Y", help="offset or ISO time to stop before")
     parser.set_defaults(handler=run)
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _check(args: argparse.Namespace) -> Sweep | None:
@@ -250,7 +256,11 @@ def _interval(policy: dict[str, Any], key: str, digits: int) -> str:
 
 
 def print_summary(document: dict[str, Any]) -> None:
-    """Tables for a terminal: every policy overall (DR, with IPS and SNIPS), then segments."""
+    """Tables for a terminal: every policy overall, then the segments.
+
+    Each policy's row holds the primary estimator's figures (DR) and the other
+    estimators' reward (IPS, SNIPS), in registration order.
+    """
     console = Console()
     source = document["input"]
     invalid = sum(source["invalid"].values())
@@ -263,22 +273,31 @@ def print_summary(document: dict[str, Any]) -> None:
     by_name: dict[str, dict[str, dict[str, Any]]] = {}
     for policy in document["policies"]:
         by_name.setdefault(policy["name"], {})[policy["estimator"]] = policy
-    table = Table("policy", "reward DR ± CI", "IPS", "SNIPS", "EM", "tokens", "ESS", "supp.")
+    primary = ESTIMATORS.primary
+    others = [e for e in ESTIMATORS if e is not primary]
+    table = Table(
+        "policy",
+        f"reward {primary.label} ± CI",
+        *(e.label for e in others),
+        "EM",
+        "tokens",
+        "ESS",
+        "supp.",
+    )
     notes: list[str] = []
     for name, estimates in by_name.items():
-        dr, ips_, snips_ = estimates["dr"], estimates["ips"], estimates["snips"]
-        flag = " [yellow]![/yellow]" if dr["warnings"] else ""
+        lead = estimates[primary.name]
+        flag = " [yellow]![/yellow]" if lead["warnings"] else ""
         table.add_row(
             f"{name}{flag}",
-            _interval(dr, "reward", 3),
-            _fmt(ips_["reward"], 3),
-            _fmt(snips_["reward"], 3),
-            _fmt(dr["em"], 3),
-            _fmt(dr["tokens"], 0),
-            _fmt(dr["ess"], 0),
-            "?" if dr["support"] is None else f"{dr['support']:.0%}",
+            _interval(lead, "reward", 3),
+            *(_fmt(estimates[e.name]["reward"], 3) for e in others),
+            _fmt(lead["em"], 3),
+            _fmt(lead["tokens"], 0),
+            _fmt(lead["ess"], 0),
+            "?" if lead["support"] is None else f"{lead['support']:.0%}",
         )
-        notes.extend(f"{name}: {warning}" for warning in dr["warnings"][:2])
+        notes.extend(f"{name}: {warning}" for warning in lead["warnings"][:2])
     console.print(table)
     for note in notes:
         console.print(f"[yellow]![/yellow] {note}", highlight=False)

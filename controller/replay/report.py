@@ -1,12 +1,14 @@
 """`replay --report DIR`: a plain HTML page and PNG plots drawn from the replay document.
 
 - `frontier.png`: per segment (and overall), expected tokens against
-  expected EM of every evaluated policy (DR, with 95% intervals on both
-  axes); the sweep's points joined in order trace the EM-tokens frontier.
-- `arms.png`: per segment, the DR reward estimate of each fixed threshold
-  with its interval, next to the learner's final estimate of each arm.
-- `index.html`: the tables of the document, with both plots embedded as data
-  URIs so the page is one self-contained file (no scripts).
+  expected EM of every evaluated policy (by the primary estimator of
+  `controller.ope.registry`, DR, with 95% intervals on both axes); the
+  sweep's points joined in order trace the EM-tokens frontier.
+- `arms.png`: per segment, the primary estimator's reward of each fixed
+  threshold with its interval, next to the learner's final estimate of each arm.
+- `index.html`: the tables of the document (every estimator of every policy),
+  with both plots embedded as data URIs so the page is one self-contained
+  file (no scripts).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import matplotlib as mpl
 mpl.use("Agg")
 
 import matplotlib.pyplot as plt
+
+from controller.ope.registry import ESTIMATORS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,14 +61,15 @@ def _error(value: float | None, low: float | None, high: float | None) -> list[f
 
 
 def plot_frontier(document: dict[str, Any], path: Path) -> None:
-    """Tokens against EM (DR estimates with intervals) per scope; the sweep as a line."""
+    """Tokens against EM (primary estimates with intervals) per scope; the sweep as a line."""
+    primary = ESTIMATORS.primary
     scopes = _scopes(document)
     figure, axes = _grid(len(scopes))
     for ax, (title, policies) in zip(axes, scopes, strict=True):
         sweep_x: list[float] = []
         sweep_y: list[float] = []
         for policy in policies:
-            if policy["estimator"] != "dr" or policy["em"] is None or not policy["ess"]:
+            if policy["estimator"] != primary.name or policy["em"] is None or not policy["ess"]:
                 continue  # no logged action supports it: nothing to draw
             if policy["kind"] == "sweep":
                 sweep_x.append(policy["tokens"])
@@ -94,18 +99,23 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("expected tokens", fontsize=7)
         ax.set_ylabel("expected EM", fontsize=7)
         ax.tick_params(labelsize=6)
-    figure.suptitle("EM-tokens frontier (DR, 95% intervals; faded: warnings)", fontsize=10)
+    figure.suptitle(
+        f"EM-tokens frontier ({primary.label}, 95% intervals; faded: warnings)", fontsize=10
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
 def plot_arms(document: dict[str, Any], path: Path) -> None:
-    """Per segment: each fixed threshold's DR reward with its interval, and the learner's view."""
+    """Per segment: each fixed threshold's primary reward estimate, and the learner's view."""
+    primary = ESTIMATORS.primary
     segments = list(document["segments"].items())
     figure, axes = _grid(len(segments))
     for ax, (segment, entry) in zip(axes, segments, strict=True):
-        fixed = [p for p in entry["policies"] if p["kind"] == "fixed" and p["estimator"] == "dr"]
+        fixed = [
+            p for p in entry["policies"] if p["kind"] == "fixed" and p["estimator"] == primary.name
+        ]
         positions = list(range(len(fixed)))
         for x, policy in zip(positions, fixed, strict=True):
             if policy["reward"] is None or not policy["ess"]:
@@ -128,7 +138,9 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("threshold", fontsize=7)
         ax.set_ylabel("reward", fontsize=7)
         ax.tick_params(labelsize=6)
-    figure.suptitle("Reward per arm: DR estimate (95% interval) and the learner", fontsize=10)
+    figure.suptitle(
+        f"Reward per arm: {primary.label} estimate (95% interval) and the learner", fontsize=10
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -152,7 +164,7 @@ def _table(policies: list[dict[str, Any]]) -> str:
     for p in policies:
         warnings = "<br>".join(html.escape(w) for w in p["warnings"])
         rows.append(
-            f"<tr><td>{html.escape(p['name'])}</td><td>{p['estimator']}</td>"
+            f"<tr><td>{html.escape(p['name'])}</td><td>{html.escape(p['estimator'])}</td>"
             f"<td>{_cell(p['reward'])}</td>"
             f"<td>[{_cell(p['ci_low'])}, {_cell(p['ci_high'])}]</td>"
             f"<td>{_cell(p['em'])}</td><td>{_cell(p['tokens'], 1)}</td>"
