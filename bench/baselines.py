@@ -16,6 +16,7 @@ import numpy as np
 import vowpal_wabbit_next as vw
 
 from controller.learners.outcome import shared_features
+from policies.reward import reward
 from streams.events import Decision, Outcome, Policy
 
 if TYPE_CHECKING:
@@ -75,10 +76,7 @@ class ThompsonAgent:
             pooled_sd = float(np.sqrt(np.mean(var[n > 1]))) if (n > 1).any() else 1e4
             sd = np.where(n > 0, np.sqrt(np.maximum(var, pooled_sd**2) / np.maximum(n, 1)), 1e4)
             tok_draws = self.rng.normal(mean, sd, size=(_DRAWS, len(self.arms)))
-            rewards = (
-                self.weights.em_weight * em_draws
-                - self.weights.token_cost_per_1k * tok_draws / 1000.0
-            )
+            rewards = reward(em_draws, tok_draws, self.weights)
             pmf = np.bincount(np.argmax(rewards, axis=1), minlength=len(self.arms)) / _DRAWS
             self.version += 1
             self.published[segment] = _policy(segment, self.arms, pmf, self.version, now)
@@ -120,10 +118,7 @@ class VWEpsilonAgent:
         shared = self.contexts.setdefault(
             decision.segment, shared_features(decision.segment, decision.context)
         )
-        cost = -(
-            self.weights.em_weight * outcome.em
-            - self.weights.token_cost_per_1k * outcome.tokens / 1000.0
-        )
+        cost = -reward(outcome.em, outcome.tokens, self.weights)
         k = self.arms.index(decision.threshold)
         self.workspace.learn_one(self._example(shared, (k, cost, decision.probability)))
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from controller.config import RewardConfig
 from controller.sim.scenario import DEFAULT_SCENARIO, Truth, load_scenario
+from policies.reward import TOKENS_PER_UNIT
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -48,7 +49,7 @@ def _requests_to_tell(difference: float, sd: float) -> float:
 def _reward_sd(truth: Truth, weights: RewardConfig) -> NDArray[np.float64]:
     """One request's reward sd per (segment, arm): EM is Bernoulli, tokens have the segment's CV."""
     em_var = weights.em_weight**2 * truth.em * (1.0 - truth.em)
-    token_sd = weights.token_cost_per_1k * truth.tokens * truth.token_cv[:, None] / 1000.0
+    token_sd = weights.token_cost_per_1k * truth.tokens * truth.token_cv[:, None] / TOKENS_PER_UNIT
     return np.asarray(np.sqrt(em_var + token_sd**2), dtype=np.float64)
 
 

@@ -27,12 +27,13 @@ PARTS = (
     ("VW regressions", ("learners/vw", "vowpal_wabbit")),
     ("arm statistics", ("learners/arm_stats",)),
     ("join", ("streams/join",)),
+    # Before the policy build's "policies/", which would take policies/sampling.py too.
+    ("threshold draw", ("policies/sampling", "hashlib")),
     (
         "policy build (estimates, exploration)",
         ("learners/outcome", "learners/pooling", "learners/smoothing", "policies/", "numpy"),
     ),
-    ("threshold draw", ("policies/sampling", "hashlib")),
-    ("simulator itself", ("controller/simulate",)),
+    ("simulator itself", ("controller/sim/",)),
 )
 
 
