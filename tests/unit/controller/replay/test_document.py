@@ -1,0 +1,44 @@
+"""Replay's JSON document on the hand-written log (conftest): names and required fields."""
+
+from __future__ import annotations
+
+import json
+
+from controller.replay.document import build_document
+from controller.replay.evaluate import evaluate
+from controller.replay.feed import replay
+from controller.replay.targets import (
+    Sweep,
+    fixed_targets,
+    learned_target,
+    logged_target,
+    sweep_targets,
+)
+
+
+def test_policies_are_named_and_the_json_holds_every_required_field(config, lines, raw):
+    """logged, fixed:<t>, learned and sweep:<token cost>, each with three estimators."""
+    result = replay(raw(lines), config)
+    sweep = Sweep.parse("token_cost_per_1k=0:20:3")
+    targets = [logged_target(), *fixed_targets(result), learned_target(result)]
+    targets += sweep_targets(result, sweep)
+    document = build_document(
+        result, evaluate(result, targets, config.reward), targets, config.reward,
+        sources=["test"], publish_every=1000, folds=5, fold_seed=0, confidence=0.95, sweep=sweep,
+    )  # fmt: skip
+    names = [(p["name"], p["estimator"]) for p in document["policies"]]
+    expected_names = [
+        "logged",
+        "fixed:0.5",
+        "fixed:1",
+        "learned",
+        "sweep:0",
+        "sweep:10",
+        "sweep:20",
+    ]
+    assert names == [(n, e) for n in expected_names for e in ("ips", "snips", "dr")]
+    required = {"name", "estimator", "reward", "ci_low", "ci_high", "em", "tokens", "ess"}
+    assert all(required <= set(p) for p in document["policies"])
+    assert set(document["segments"]) == {"a", "b"}
+    assert len(document["segments"]["a"]["policies"]) == len(names)
+    json.dumps(document, allow_nan=False)  # NaN (SNIPS without weight) is null

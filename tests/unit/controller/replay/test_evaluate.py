@@ -1,0 +1,80 @@
+"""Replay's off-policy estimates on the hand-written log (conftest): formulas, scopes, support."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.ope import dr, fold_assignment
+from controller.replay.evaluate import evaluate, support_check
+from controller.replay.targets import logged_target
+
+
+def test_ips_and_snips_of_fixed_thresholds_match_the_hand_computed_formulas(evaluation):
+    """IPS = (1/n) Σ w y and SNIPS = Σ w y / Σ w, with the reward under the configured weights."""
+    fixed_low = evaluation.find("fixed:0.5", "ips")
+    # The weights are 1/0.25, 0, 0, 1/0.5 and 0.
+    assert fixed_low.reward.value == pytest.approx((4 * 1.0 + 2 * 1.5) / 5)
+    assert fixed_low.em.value == pytest.approx((4 * 1.0 + 2 * 1.0) / 5)
+    assert fixed_low.tokens.value == pytest.approx((4 * 100 + 2 * 50) / 5)
+    assert fixed_low.reward.ess == pytest.approx(36 / 20)
+    assert fixed_low.reward.max_weight == pytest.approx(4.0)
+    snips_low = evaluation.find("fixed:0.5", "snips")
+    assert snips_low.reward.value == pytest.approx(7.0 / 6.0)
+    fixed_high = evaluation.find("fixed:1", "ips")
+    assert fixed_high.reward.value == pytest.approx((-3.0 / 0.75 + 0.0 / 0.5 - 4.0 / 1.0) / 5)
+    snips_high = evaluation.find("fixed:1", "snips")
+    assert snips_high.reward.value == pytest.approx(-8.0 / (1 / 0.75 + 2 + 1))
+
+
+def test_per_segment_estimates_use_only_that_segments_rows(evaluation):
+    """Segment a's IPS of threshold 0.5 averages over its 3 rows only."""
+    assert evaluation.find("fixed:0.5", "ips", "a").reward.value == pytest.approx(4.0 / 3)
+    assert evaluation.find("fixed:0.5", "ips", "b").reward.value == pytest.approx(2 * 1.5 / 2)
+    assert evaluation.find("fixed:0.5", "ips", "a").reward.n == 3
+
+
+def test_the_logged_policy_is_evaluated_on_policy(evaluation, rewards):
+    """Weights are 1: IPS and SNIPS are the sample mean of the per-row reward."""
+    assert evaluation.find("logged", "ips").reward.value == pytest.approx(np.mean(rewards))
+    assert evaluation.find("logged", "snips").reward.value == pytest.approx(np.mean(rewards))
+    assert evaluation.find("logged", "ips").reward.ess == pytest.approx(5.0)
+
+
+def test_dr_is_the_cross_fitted_estimator_with_one_shared_fold_assignment(log, evaluation, rewards):
+    """Replay's DR equals `ope.dr` on the same rows with fold_assignment(n, 5, seed 0)."""
+    pmf = np.tile([1.0, 0.0], (5, 1))
+    expected = dr(
+        pmf, log.arm, log.segment, log.probability, np.array(rewards), folds=fold_assignment(5)
+    )
+    actual = evaluation.find("fixed:0.5", "dr").reward
+    assert actual.value == pytest.approx(expected.value, abs=1e-12)
+    assert (actual.ci_low, actual.ci_high) == pytest.approx((expected.ci_low, expected.ci_high))
+
+
+def test_reward_weights_come_from_the_config(log, config):
+    """Other weights give the reward recomputed from raw EM and tokens."""
+    weights = config.reward.model_copy(update={"em_weight": 1.0, "token_cost_per_1k": 0.0})
+    result = evaluate(log, [logged_target()], weights)
+    assert result.find("logged", "ips").reward.value == pytest.approx(log.em.mean())
+
+
+def test_missing_support_is_measured_from_the_logged_pmfs_and_warned_about(evaluation):
+    """Threshold 0.5 had probability 0 on the fallback row: 80% support, and a warning."""
+    estimate = evaluation.find("fixed:0.5", "dr")
+    assert estimate.support == pytest.approx(0.8)
+    assert any("no support for 20.0%" in w for w in estimate.warnings)
+    assert evaluation.find("fixed:1", "dr").support == pytest.approx(1.0)
+
+
+def test_support_is_unknown_without_logged_pmfs():
+    """Rows without a pmf are left out of the support check and said to be unknown."""
+    support, warnings = support_check(np.array([[1.0, 0.0]] * 2), np.full((2, 2), np.nan))
+    assert support is None
+    assert warnings == ("support unknown on 100.0% of rows (decisions without a pmf)",)
+
+
+def test_estimator_warnings_name_segments_not_group_numbers(evaluation):
+    """Missing-support warnings say which segment, by key."""
+    warnings = evaluation.find("fixed:0.5", "ips").warnings
+    assert not any("group" in w for w in warnings)
