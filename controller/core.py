@@ -7,6 +7,7 @@ every call takes `now`, and state moves in and out as JSON-ready data.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from controller.learners.outcome import OutcomeLearner
@@ -37,6 +38,7 @@ class ControllerCore:
         self.builder = policy_builder(config)
         self.book = PolicyBook()
         self.drifts = 0
+        self.counterfactual_dropped: Counter[str] = Counter()
 
     def arm_of(self, threshold: float) -> int:
         """Index of a decision's threshold among the arms.
@@ -69,9 +71,56 @@ class ControllerCore:
         return interaction
 
     def learn(self, interaction: Interaction) -> None:
-        """Update the models with one joined interaction."""
-        if self.learner.learn_one(interaction, self.arm_of(interaction.threshold)):
+        """Update the models with one joined interaction, at every arm its node observed."""
+        if self.learner.learn_one(interaction, self.observed(interaction)):
             self.drifts += 1
+
+    def observed(self, interaction: Interaction) -> list[tuple[int, float, float, float]]:
+        """(arm, em, tokens, probability of being observed) of every arm the request was seen at.
+
+        The played arm, and the counterfactual ones when the trace keeps the
+        rules that need the decision (SCHEMA 1.1): each arm one of ours and
+        below the played one. A trace that breaks them is not learned, and
+        counted in `counterfactual_dropped` by reason; the outcome still is.
+        With a trace, arm b is observed whenever an arm at or above it is
+        played, so its probability is the pmf's mass from b up.
+        """
+        played = self.arm_of(interaction.threshold)
+        observed = [(played, interaction.em, float(interaction.tokens), interaction.probability)]
+        if not interaction.counterfactual:
+            return observed
+        arms = [self.config.arm_index(arm) for arm, _, _ in interaction.counterfactual]
+        if any(arm is None for arm in arms):
+            self.counterfactual_dropped["unknown_arm"] += 1
+            return observed
+        if any(arm is not None and arm >= played for arm in arms):
+            self.counterfactual_dropped["not_below_played"] += 1
+            return observed
+        mass = self._mass_at_or_above(interaction)
+        observed[0] = (*observed[0][:3], mass[played])
+        observed += [
+            (arm, em, float(tokens), mass[arm])
+            for arm, (_, em, tokens) in zip(arms, interaction.counterfactual, strict=True)
+            if arm is not None
+        ]
+        return observed
+
+    def _mass_at_or_above(self, interaction: Interaction) -> list[float]:
+        # Without a logged pmf, the played arm's own probability is all that is known (a
+        # lower bound on the chance of observing a lower arm: weights stay conservative).
+        if interaction.pmf is None:
+            return [interaction.probability] * len(self.config.arms)
+        pmf = [0.0] * len(self.config.arms)
+        for arm, probability in interaction.pmf:
+            index = self.config.arm_index(arm)
+            if index is not None:
+                pmf[index] += probability
+        above = [0.0] * len(pmf)
+        running = 0.0
+        for k in range(len(pmf) - 1, -1, -1):
+            running += pmf[k]
+            above[k] = running
+        return [max(p, interaction.probability) for p in above]
 
     def expire(self, now: float) -> tuple[list[Decision], list[Outcome]]:
         """Give up on decisions and outcomes that waited longer than the join window."""

@@ -166,7 +166,74 @@ class Outcome(_Event):
     stopped_early: StrictBool | None = None
     latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
 
+    counterfactual: tuple[tuple[float, float, int], ...] | None = None
+    # Why a counterfactual that broke a rule was dropped (never on the wire): the outcome
+    # itself is still valid and learned; the drop is counted by this reason.
+    counterfactual_dropped: str | None = Field(default=None, exclude=True)
+
     _floats = field_validator("em", "latency_ms", mode="before")(_as_float)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counterfactual_rules(cls, data: Any) -> Any:  # noqa: ANN401 - raw input, checked here
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "counterfactual_dropped"}
+        raw = data.get("counterfactual")
+        if raw is None:
+            return data
+        try:
+            data["counterfactual"] = counterfactual_entries(raw, data.get("tokens"))
+        except CounterfactualError as error:
+            data["counterfactual"] = None
+            data["counterfactual_dropped"] = error.reason
+        return data
+
+
+class CounterfactualError(ValueError):
+    """A counterfactual trace breaks a rule of the contract; `reason` is a short label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"counterfactual: {detail}")
+        self.reason = reason
+
+
+def counterfactual_entries(raw: object, tokens: object) -> tuple[tuple[float, float, int], ...]:
+    """The `counterfactual` triples as the contract allows them, checked on their own.
+
+    The rules that need the decision (each arm one of the policy's and below
+    the played one) are the learner's to check, once the outcome is joined.
+
+    Raises:
+        CounterfactualError: the trace breaks a rule; its reason names which.
+    """
+    if not isinstance(raw, list | tuple):
+        raise CounterfactualError("shape", "must be an array of [arm, em, tokens] triples")
+    entries: list[tuple[float, float, int]] = []
+    for entry in raw:
+        if not isinstance(entry, list | tuple) or len(entry) != 3:  # noqa: PLR2004 - a triple
+            raise CounterfactualError("shape", "each entry must be [arm, em, tokens]")
+        arm, em, spent = entry
+        if not _is_number(arm) or not math.isfinite(arm):
+            raise CounterfactualError("arm", "each arm must be a finite number")
+        if not _is_number(em) or not 0.0 <= em <= 1.0:
+            raise CounterfactualError("em", "each em must be a number in [0, 1]")
+        if type(spent) is not int or not 0 <= spent <= MAX_WIRE_INT:
+            raise CounterfactualError("tokens", "each tokens must be an integer >= 0")
+        entries.append((float(arm), float(em), spent))
+    arms = [arm for arm, _, _ in entries]
+    if any(b <= a for a, b in zip(arms, arms[1:], strict=False)):
+        raise CounterfactualError("order", "arms must be ascending, each at most once")
+    spent_by_arm = [spent for _, _, spent in entries]
+    if any(b < a for a, b in zip(spent_by_arm, spent_by_arm[1:], strict=False)):
+        raise CounterfactualError("monotone", "tokens must not decrease with the arm")
+    if type(tokens) is int and spent_by_arm and spent_by_arm[-1] > tokens:
+        raise CounterfactualError("monotone", "tokens must not exceed the outcome's own")
+    return tuple(entries)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 Event = Decision | Outcome

@@ -44,6 +44,10 @@ class Interaction:
     tokens: int
     decision_ts: float
     outcome_ts: float
+    # What the request would have returned at lower arms, as the node observed it.
+    counterfactual: tuple[tuple[float, float, int], ...] = ()
+    # The distribution the threshold was drawn from, where the node logged it.
+    pmf: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
     def of(cls, decision: Decision, outcome: Outcome) -> Interaction:
@@ -59,6 +63,8 @@ class Interaction:
             tokens=outcome.tokens,
             decision_ts=decision.ts,
             outcome_ts=outcome.ts,
+            counterfactual=outcome.counterfactual or (),
+            pmf=tuple(decision.pmf) if decision.pmf is not None else None,
         )
 
 

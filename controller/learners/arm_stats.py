@@ -23,7 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from controller.learners.paired import PairedSums
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _RESCALE_ABOVE = 1e100
 AFTER_DRIFT_MAX_COUNT = 30.0
@@ -49,14 +56,16 @@ class _DecayedSums:
             if not getattr(self, name):
                 setattr(self, name, [0.0] * self.arms)
 
-    def add(self, arm: int, em: float, tokens: float) -> None:
+    def add(self, observed: Sequence[tuple[int, float, float]]) -> None:
+        """One request, seen at each (arm, em, tokens) of `observed`: one step of decay."""
         self.scale /= self.gamma
         w = self.scale
-        self.n[arm] += w
-        self.em[arm] += w * em
-        self.em2[arm] += w * em * em
-        self.tok[arm] += w * tokens
-        self.tok2[arm] += w * tokens * tokens
+        for arm, em, tokens in observed:
+            self.n[arm] += w
+            self.em[arm] += w * em
+            self.em2[arm] += w * em * em
+            self.tok[arm] += w * tokens
+            self.tok2[arm] += w * tokens * tokens
         if self.scale > _RESCALE_ABOVE:
             self._rescale()
 
@@ -130,18 +139,38 @@ class ArmStats:
         self.arms = arms
         self.drift_z = drift_z
         self.long = _DecayedSums(arms, 0.5 ** (1.0 / half_life))
+        self.paired = PairedSums(arms, 0.5 ** (1.0 / half_life))
         self.recent = _DecayedSums(arms, 0.5 ** (1.0 / drift_window))
         self.updates = 0
         self.drifts = 0
 
     def learn_one(self, arm: int, em: float, tokens: float) -> bool:
-        """Add one observation; return True if it revealed a drift (and reset the long sums)."""
-        self.long.add(arm, em, tokens)
-        self.recent.add(arm, em, tokens)
+        """Add one request seen at one arm; True if it revealed a drift (see `learn`)."""
+        return self.learn(((arm, em, tokens),))
+
+    def learn(self, observed: Sequence[tuple[int, float, float]]) -> bool:
+        """Add one request seen at each (arm, em, tokens) of `observed` (arms distinct).
+
+        Returns:
+            True if it revealed a drift (and reset the long sums).
+        """
+        self.long.add(observed)
+        self.recent.add(observed)
+        self.paired.tick()
+        if len(observed) > 1:
+            em = np.zeros(self.arms)
+            tokens = np.zeros(self.arms)
+            mask = 0
+            for arm, arm_em, arm_tokens in observed:
+                em[arm] = arm_em
+                tokens[arm] = arm_tokens
+                mask |= 1 << arm
+            self.paired.add(mask, em, tokens)
         self.updates += 1
         if self.updates % _CHECK_EVERY == 0 and self._drifted():
             self.long.copy_from(self.recent)
             self.long.cap_counts(AFTER_DRIFT_MAX_COUNT)
+            self.paired.cap_counts(AFTER_DRIFT_MAX_COUNT)
             self.drifts += 1
             return True
         return False
@@ -176,6 +205,7 @@ class ArmStats:
         return {
             "long": self.long.to_json(),
             "recent": self.recent.to_json(),
+            "paired": self.paired.to_json(),
             "updates": self.updates,
             "drifts": self.drifts,
         }
@@ -186,5 +216,7 @@ class ArmStats:
             sums: _DecayedSums = getattr(self, name)
             for key, value in state[name].items():
                 setattr(sums, key, value)
+        if "paired" in state:  # checkpoints from before counterfactual traces have none
+            self.paired.load_json(state["paired"])
         self.updates = int(state["updates"])
         self.drifts = int(state["drifts"])

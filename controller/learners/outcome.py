@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from controller.learners.arm_stats import ArmMoments, ArmStats
+from controller.learners.paired import paired_information, view
 from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 from policies.builder import ArmBeliefs
@@ -66,10 +67,25 @@ class _Observations:
     em_precision: NDArray[np.float64]
     log_tokens: NDArray[np.float64]
     log_tokens_precision: NDArray[np.float64]
+    # Where requests were seen at several arms: the full information about each outcome.
+    em_information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    log_tokens_information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    def information(self, outcome: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(matrix, vector) of one outcome; diagonal where no request was paired."""
+        paired = self.em_information if outcome == "em" else self.log_tokens_information
+        if paired is not None:
+            return paired
+        y, precision = (
+            (self.em, self.em_precision)
+            if outcome == "em"
+            else (self.log_tokens, self.log_tokens_precision)
+        )
+        return np.diag(precision), precision * np.where(precision > 0.0, y, 0.0)
 
     @classmethod
     def empty(cls, arms: int) -> _Observations:
-        return cls(*(np.zeros(arms) for _ in range(6)))
+        return cls(*(np.zeros(arms) for _ in range(6)))  # type: ignore[arg-type]
 
 
 def _feature_token(text: str) -> str:
@@ -120,20 +136,28 @@ class OutcomeLearner:
         self.arm_counts = [0] * len(self.arms)
         self.learned = 0
 
-    def learn_one(self, interaction: Interaction, arm: int) -> bool:
-        """Update both models with one interaction whose threshold is `arms[arm]`.
+    def learn_one(
+        self, interaction: Interaction, observed: Sequence[tuple[int, float, float, float]]
+    ) -> bool:
+        """Update both models with one interaction, seen at each arm of `observed`.
+
+        Args:
+            interaction: the joined decision and outcome.
+            observed: (arm index, em, tokens, probability that this arm was observed) of the
+                played arm and of each counterfactual arm: every outcome the node saw.
 
         Returns:
             True if the segment's statistics detected a drift and reset.
         """
         segment = interaction.segment
         shared = self._shared_for(segment, interaction.context)
-        weight = min(1.0 / interaction.probability, self.config.max_importance_weight)
-        action = f"|a a{arm}"
-        self.em_model.learn_one(f"{interaction.em!r} {weight!r} {shared} {action}")
-        self.tokens_model.learn_one(
-            f"{math.log1p(interaction.tokens)!r} {weight!r} {shared} {action}"
-        )
+        cap = self.config.max_importance_weight
+        for arm, em, tokens, probability in observed:
+            weight = min(1.0 / probability, cap)
+            action = f"|a a{arm}"
+            self.em_model.learn_one(f"{em!r} {weight!r} {shared} {action}")
+            self.tokens_model.learn_one(f"{math.log1p(tokens)!r} {weight!r} {shared} {action}")
+            self.arm_counts[arm] += 1
         stats = self.stats.get(segment)
         if stats is None:
             stats = self.stats[segment] = ArmStats(
@@ -142,9 +166,8 @@ class OutcomeLearner:
                 self.config.drift_window,
                 self.config.drift_z,
             )
-        self.arm_counts[arm] += 1
         self.learned += 1
-        return stats.learn_one(arm, interaction.em, float(interaction.tokens))
+        return stats.learn([(arm, em, tokens) for arm, em, tokens, _ in observed])
 
     def _shared_for(self, segment: str, context: dict[str, ContextValue]) -> str:
         if self.contexts.get(segment) != context:
@@ -169,6 +192,8 @@ class OutcomeLearner:
             return obs
         moments = [stats.moments(k) for k in range(k_arms)]
         em_var_pooled, cv2_pooled = _pooled_variances(moments)
+        em_vars = np.ones(k_arms)
+        token_cv2s = np.ones(k_arms)
         for k, m in enumerate(moments):
             obs.n[k] = m.n
             if m.n <= 0.0:
@@ -184,7 +209,33 @@ class OutcomeLearner:
             # log of a mean has variance cv^2 / n (delta method).
             obs.log_tokens[k] = math.log(max(m.tokens, 1.0))
             obs.log_tokens_precision[k] = m.n / max(cv2, _LOG_TOKEN_VAR_FLOOR)
+            em_vars[k], token_cv2s[k] = max(em_var, _EM_VAR_FLOOR), max(cv2, _LOG_TOKEN_VAR_FLOOR)
+        if stats.paired.patterns:
+            self._add_paired(obs, stats, em_vars, token_cv2s)
         return obs
+
+    @staticmethod
+    def _add_paired(
+        obs: _Observations,
+        stats: ArmStats,
+        em_vars: NDArray[np.float64],
+        token_cv2s: NDArray[np.float64],
+    ) -> None:
+        # EM in its own unit; tokens relative to each arm's mean, so that their information
+        # is about log tokens (delta method: d log m = dm / m), the scale the pooling uses.
+        seen = obs.n > 0.0
+        variance = np.where(seen, em_vars, 1.0)
+        obs.em_information = paired_information(
+            obs.n, obs.n * obs.em, variance, view(stats.paired, "em", np.ones_like(obs.n))
+        )
+        unit = np.exp(obs.log_tokens)
+        matrix, vector = paired_information(
+            obs.n,
+            obs.n.copy(),
+            np.where(seen, token_cv2s, 1.0),
+            view(stats.paired, "tokens", unit),
+        )
+        obs.log_tokens_information = (matrix, matrix @ (obs.log_tokens - 1.0) + vector)
 
     def _cold_start(self, segment: str) -> _Observations:
         # A segment with no data of its own starts from the shared models, worth a few observations.
@@ -225,8 +276,14 @@ class OutcomeLearner:
         token_step_sd = deviation_step_sd(
             token_y, token_precision, token_shape[0], self.config.token_step_sd
         )
+        paired = any(o.em_information is not None for o in observations)
         em_mean, em_cov = pooled_posterior(
-            em_y, em_precision, *em_shape, step_sd=em_step_sd, level_sd=_EM_LEVEL_SD
+            em_y,
+            em_precision,
+            *em_shape,
+            step_sd=em_step_sd,
+            level_sd=_EM_LEVEL_SD,
+            information=_stacked(observations, "em") if paired else None,
         )
         log_mean, log_cov = pooled_posterior(
             token_y,
@@ -234,6 +291,7 @@ class OutcomeLearner:
             *token_shape,
             step_sd=token_step_sd,
             level_sd=_LOG_TOKEN_LEVEL_SD,
+            information=_stacked(observations, "tokens") if paired else None,
         )
         all_counts = np.sum([o.n for o in observations], axis=0)
         result: dict[str, ArmBeliefs] = {}
@@ -297,6 +355,13 @@ class OutcomeLearner:
             self._shared_for(segment, context)
         self.arm_counts = list(state["arm_counts"])
         self.learned = int(state["learned"])
+
+
+def _stacked(
+    observations: Sequence[_Observations], outcome: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    matrices, vectors = zip(*(o.information(outcome) for o in observations), strict=True)
+    return np.stack(matrices), np.stack(vectors)
 
 
 def _pooled_variances(moments: Sequence[ArmMoments]) -> tuple[float, float]:

@@ -76,6 +76,7 @@ def pooled_posterior(
     *,
     step_sd: float,
     level_sd: float,
+    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Posterior mean and covariance over the arms of one segment, or of a stack of segments.
 
@@ -84,6 +85,8 @@ def pooled_posterior(
     uncertainty (1 / shape_precision) widens the diagonal. `y` and
     `precision` are (K,) or (S, K); all segments in one call take one
     batched solve, which is what keeps a publish of thousands of segments cheap.
+    `information` (matrix, vector), where given, is the data's information
+    about the arms with paired observations (`smoothing.smooth_posterior`).
     """
     known = shape_precision > 0.0
     residual = np.where(known, y - shape, 0.0)
@@ -94,8 +97,18 @@ def pooled_posterior(
         out=np.zeros_like(weight),
         where=weight > 0.0,
     )
+    residual_information = None
+    if information is not None:
+        matrix, vector = information
+        known_shape = np.where(known, shape, 0.0)
+        residual_information = (matrix, vector - matrix @ known_shape)
     mean, cov = smooth_posterior(
-        residual, precision, step_sd=step_sd, level_mean=level_mean, level_sd=level_sd
+        residual,
+        precision,
+        step_sd=step_sd,
+        level_mean=level_mean,
+        level_sd=level_sd,
+        information=residual_information,
     )
     shape_var = np.divide(1.0, shape_precision, out=np.zeros_like(shape), where=known)
     return mean + np.where(known, shape, 0.0), cov + np.diag(shape_var)

@@ -44,6 +44,7 @@ def smooth_posterior(
     step_sd: float,
     level_mean: float | NDArray[np.float64],
     level_sd: float,
+    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Posterior mean and covariance of the per-arm values, of one curve or a stack of them.
 
@@ -53,16 +54,22 @@ def smooth_posterior(
         step_sd: prior standard deviation of the difference between neighbouring arms.
         level_mean: prior mean of the overall level (one per curve).
         level_sd: prior standard deviation of the overall level (large: vague).
+        information: the data's information (matrix (..., K, K), vector (..., K)) where
+            observations of different arms are correlated (paired requests); it
+            replaces diag(precision) and precision * y.
 
     Returns:
         (mean, covariance) of the posterior, shapes (..., K) and (..., K, K).
     """
     arms = y.shape[-1]
     prior_precision = path_laplacian(arms) / step_sd**2 + np.eye(arms) / level_sd**2
-    cov = np.linalg.inv(prior_precision + precision[..., None] * np.eye(arms))
+    if information is None:
+        data_matrix = precision[..., None] * np.eye(arms)
+        data_vector = precision * np.where(precision > 0.0, y, 0.0)
+    else:
+        data_matrix, data_vector = information
+    cov = np.linalg.inv(prior_precision + data_matrix)
     cov = (cov + np.swapaxes(cov, -1, -2)) / 2.0
-    information = np.asarray(level_mean)[..., None] / level_sd**2 + precision * np.where(
-        precision > 0.0, y, 0.0
-    )
-    mean = (cov @ information[..., None])[..., 0]
+    total = np.asarray(level_mean)[..., None] / level_sd**2 + data_vector
+    mean = (cov @ total[..., None])[..., 0]
     return np.asarray(mean, dtype=np.float64), np.asarray(cov, dtype=np.float64)
