@@ -53,7 +53,7 @@ def test_learner_checkpoint_restores_across_bindings() -> None:
                 decision_ts=float(i),
                 outcome_ts=float(i),
             ),
-            arm,
+            [(arm, float(i % 2), 100.0 * (arm + 1), 1 / 3)],
         )
     second = OutcomeLearner(arms, LearnerConfig(), backend="vowpalwabbit")
     second.restore(first.snapshot())
