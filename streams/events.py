@@ -7,6 +7,7 @@ frozen: an event is a fact, not a mutable record.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -222,10 +223,10 @@ def counterfactual_entries(raw: object, tokens: object) -> tuple[tuple[float, fl
             raise CounterfactualError("tokens", "each tokens must be an integer >= 0")
         entries.append((float(arm), float(em), spent))
     arms = [arm for arm, _, _ in entries]
-    if any(b <= a for a, b in zip(arms, arms[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(arms)):
         raise CounterfactualError("order", "arms must be ascending, each at most once")
     spent_by_arm = [spent for _, _, spent in entries]
-    if any(b < a for a, b in zip(spent_by_arm, spent_by_arm[1:], strict=False)):
+    if any(b < a for a, b in itertools.pairwise(spent_by_arm)):
         raise CounterfactualError("monotone", "tokens must not decrease with the arm")
     if type(tokens) is int and spent_by_arm and spent_by_arm[-1] > tokens:
         raise CounterfactualError("monotone", "tokens must not exceed the outcome's own")
