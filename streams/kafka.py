@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -19,11 +19,13 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from streams.kafka_config import KafkaConfig
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Bounded so a broker outage stalls the loop for seconds, not a minute (the default).
 PRODUCER_MAX_BLOCK_MS = 2000
@@ -76,9 +78,9 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
-def open_consumer(config: KafkaConfig, listener: object) -> KafkaConsumer:
-    """The events consumer: in the group, manual commits, subscribed with `listener`."""
-    consumer = KafkaConsumer(
+def open_consumer(config: KafkaConfig) -> KafkaConsumer:
+    """The events consumer: in the group, manual commits; the caller subscribes it."""
+    return KafkaConsumer(
         **client_settings(config),
         group_id=config.group_id,
         enable_auto_commit=False,
@@ -88,8 +90,6 @@ def open_consumer(config: KafkaConfig, listener: object) -> KafkaConsumer:
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=max(config.session_timeout_ms // 4, 100),
     )
-    consumer.subscribe([config.events_topic], listener=listener)
-    return consumer
 
 
 def open_producer(config: KafkaConfig) -> KafkaProducer:
@@ -170,6 +170,30 @@ class Backoff:
         """Forget past failures."""
         self._next_s = 0.0
         self._not_before_s = 0.0
+
+
+def retry_until_up(
+    what: str,
+    action: Callable[[], T],
+    *,
+    monotonic: Callable[[], float],
+    stopping: Callable[[], bool],
+) -> T:
+    """Run `action` until the broker lets it succeed, waiting a growing backoff between tries.
+
+    Raises:
+        KafkaError: the last failure, once `stopping()` is true.
+    """
+    backoff = Backoff()
+    while True:
+        try:
+            return action()
+        except KafkaError as error:
+            delay_s = backoff.failed(monotonic())
+            log.warning("broker.unavailable", step=what, error=repr(error), retry_in_s=delay_s)
+            if stopping():
+                raise
+            time.sleep(delay_s)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from kafka.errors import KafkaError
 from streams.kafka import Message, Outbox, read_topic
 
 if TYPE_CHECKING:
+    from controller.config import CheckpointConfig
     from streams.kafka_config import KafkaConfig
 
 log = structlog.get_logger(__name__)
@@ -320,3 +321,10 @@ class KafkaCheckpointStore:
 
     def close(self) -> None:
         """Nothing to release: the producer belongs to the daemon."""
+
+
+def open_store(config: CheckpointConfig, kafka: KafkaConfig, outbox: Outbox) -> CheckpointStore:
+    """The store `checkpoint.store` names: a directory, or a topic written through `outbox`."""
+    if config.store == "dir":
+        return DirCheckpointStore(config.dir)
+    return KafkaCheckpointStore(kafka, outbox, config.topic)

@@ -1,7 +1,8 @@
 """The daemon's HTTP endpoint: /metrics, /healthz, /readyz, /policies (stdlib, one thread).
 
 Handlers only read: the registry (thread-safe), two flags and a copy of the
-published policies, so the loop never waits for a scrape.
+published policies, so the loop never waits for a scrape. They read them
+through `DaemonView`, so this module knows nothing else of the daemon.
 """
 
 from __future__ import annotations
@@ -9,18 +10,40 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
-    from controller.daemon.loop import Daemon
+    from collections.abc import Mapping
+
+    from controller.daemon.metrics import Metrics
+    from streams.events import Policy
 
 log = structlog.get_logger(__name__)
 
 
-def _handler_for(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
+class DaemonView(Protocol):
+    """What the endpoint reads of the daemon (`controller.daemon.loop.Daemon`), from its threads."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The daemon's metrics (their registry is what /metrics serves)."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the loop came round recently (/healthz)."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the daemon owns, restored and published its partitions (/readyz)."""
+
+    def policies(self) -> Mapping[str, Policy]:
+        """A copy of the policies last published, by segment (/policies)."""
+
+
+def _handler_for(daemon: DaemonView) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
@@ -56,7 +79,7 @@ def _handler_for(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
 class HttpServer:
     """Serves the daemon's endpoints from a background thread."""
 
-    def __init__(self, daemon: Daemon, host: str, port: int) -> None:
+    def __init__(self, daemon: DaemonView, host: str, port: int) -> None:
         self._server = ThreadingHTTPServer((host, port), _handler_for(daemon))
         self._server.daemon_threads = True
         self._thread = threading.Thread(

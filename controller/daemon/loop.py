@@ -2,13 +2,13 @@
 
 Each iteration, in order:
 
-1. restore partitions assigned since the last iteration (checkpoint, seek);
+1. restore partitions assigned since the last iteration (partitions.py);
 2. poll a batch; decode, join and learn each message in its partition's core,
    dead-lettering what is invalid (the loop never stops for bad data);
-3. if `publish.interval_s` passed: build and send the changed policies, flush;
-4. if `checkpoint.interval_s` passed: publish, flush policies and dead letters,
-   write each changed partition's checkpoint, then commit the offsets those
-   checkpoints cover (the quix-streams order: produce+flush, checkpoint, commit).
+3. if `checkpoint.interval_s` passed: flush, checkpoint, commit
+   (checkpointing.py; the flush publishes a round); otherwise, if
+   `publish.interval_s` passed: build and send the changed policies, flush;
+4. report the gauges.
 
 Signals only set a stop flag; the loop then finishes its batch, publishes,
 checkpoints, commits and closes. Broker trouble is logged and retried with
@@ -24,29 +24,21 @@ of the same events gives the same joins whatever the processing speed.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from kafka import TopicPartition
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import (
-    Checkpoint,
-    CheckpointError,
-    CheckpointStore,
-    DirCheckpointStore,
-    KafkaCheckpointStore,
-)
+from controller.daemon.checkpoint_stores import open_store
+from controller.daemon.checkpointing import Checkpointer
 from controller.daemon.metrics import Metrics
-from controller.daemon.partitions import PartitionState
+from controller.daemon.partitions import Partitions, RebalanceListener
 from controller.daemon.publish import Publisher
-from controller.daemon.rebalance import RebalanceListener
 from streams.codec import InvalidEventError, decode
 from streams.dlq import DeadLetter
 from streams.kafka import (
@@ -58,34 +50,58 @@ from streams.kafka import (
     ensure_topics,
     open_consumer,
     open_producer,
+    retry_until_up,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import TypeAlias
 
     from controller.config import StopbanditConfig
+    from controller.daemon.checkpoint_stores import CheckpointStore
+    from controller.daemon.consumer import ConsumedRecord, Consumer
     from streams.events import Policy
 
+    # What one poll returns.
+    Records: TypeAlias = Mapping[TopicPartition, Sequence[ConsumedRecord]]
+
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 MAX_CLOCK_SKEW_S = 60.0
 POLL_TIMEOUT_MS = 200
 FLUSH_TIMEOUT_S = 10.0
-COMMIT_TIMEOUT_MS = 5000
 CLOSE_TIMEOUT_MS = 5000
 # Liveness: the loop must come round this often; a poll, a flush or a checkpoint
 # may each take up to their timeouts, so the bound leaves room for all of them.
 STALE_AFTER_S = 60.0
 
 
+@dataclass(frozen=True)
+class Connected:
+    """What `Daemon.open` opens, all of it: it exists only once every part does."""
+
+    consumer: Consumer
+    producer: Any  # kafka-python's KafkaProducer (untyped), or a test's fake
+    outbox: Outbox
+    store: CheckpointStore
+    publisher: Publisher
+    partitions: Partitions
+    checkpointer: Checkpointer
+
+
 class Daemon:
     """The controller loop over one consumer-group membership.
+
+    Constructing it opens nothing (its probes answer meanwhile); `open` or
+    `run` connects, retrying the broker.
 
     Args:
         config: the whole configuration, parsed once.
         metrics: where to count; a fresh registry by default.
-        consumer_factory: builds the events consumer given the rebalance listener
-            (tests pass fakes); by default kafka-python from `config.kafka`.
+        consumer_factory: builds the events consumer, not yet subscribed (tests
+            pass fakes); by default kafka-python from `config.kafka`.
         producer: the producer of policies, dead letters and Kafka checkpoints.
         store: the checkpoint store; by default from `config.checkpoint`.
         monotonic: the clock of deadlines and intervals.
@@ -98,7 +114,7 @@ class Daemon:
         config: StopbanditConfig,
         *,
         metrics: Metrics | None = None,
-        consumer_factory: Callable[[Any], Any] | None = None,
+        consumer_factory: Callable[[], Consumer] | None = None,
         producer: Any = None,  # noqa: ANN401 - kafka-python is untyped
         store: CheckpointStore | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -107,29 +123,19 @@ class Daemon:
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
-        self._consumer_factory = consumer_factory or (
-            lambda listener: open_consumer(config.kafka, listener)
-        )
+        self._consumer_factory = consumer_factory or (lambda: open_consumer(config.kafka))
         self._producer = producer
         self._store = store
         self._monotonic = monotonic
         self._wall = wall
         self._check_topics = check_topics
-        self.consumer: Any = None
-        self.outbox: Outbox | None = None
-        self.partitions: dict[int, PartitionState] = {}
-        self._to_restore: set[int] = set()
-        self._restore_backoff = Backoff()
+        self._connected: Connected | None = None
         self._flush_backoff = Backoff()
         self._stopping = False
         self._closing = False
         self.events_processed = 0
         self.heartbeat_s = monotonic()
-        self.assigned_once = False
-        self.publish_succeeded = False
-        self._publisher: Publisher | None = None
         self._next_publish_s = 0.0
-        self._next_checkpoint_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,14 +156,22 @@ class Daemon:
     @property
     def ready(self) -> bool:
         """Assigned (possibly nothing), every partition restored, and a publish acknowledged."""
-        return self.assigned_once and not self._to_restore and self.publish_succeeded
+        return self._connected is not None and self._connected.partitions.ready
 
     def policies(self) -> dict[str, Policy]:
         """The policies this replica last published, by segment."""
-        return dict(self._publisher.current) if self._publisher is not None else {}
+        return dict(self._connected.publisher.current) if self._connected is not None else {}
 
-    def open(self) -> None:
-        """Check topics, open the producer, the store and the consumer (retrying the broker)."""
+    def open(self) -> Connected:
+        """Check topics, open the producer, the store and the consumer (retrying the broker).
+
+        Opens once; later calls return what the first opened.
+        """
+        if self._connected is None:
+            self._connected = self._connect()
+        return self._connected
+
+    def _connect(self) -> Connected:
         kafka = self.config.kafka
         specs = [
             TopicSpec(kafka.events_topic, kafka.partitions),
@@ -169,37 +183,46 @@ class Daemon:
         self._retry_until_up(
             "topics.check", lambda: ensure_topics(kafka, specs) if self._check_topics else None
         )
-        if self._producer is None:
-            self._producer = self._retry_until_up("producer.open", lambda: open_producer(kafka))
-        self.outbox = Outbox(self._producer)
-        if self._store is None:
-            checkpoint = self.config.checkpoint
-            self._store = (
-                DirCheckpointStore(checkpoint.dir)
-                if checkpoint.store == "dir"
-                else KafkaCheckpointStore(kafka, self.outbox, checkpoint.topic)
-            )
-        self._publisher = Publisher(self.config, self.outbox, self.metrics)
-        listener = RebalanceListener(self)
-        self.consumer = self._retry_until_up(
-            "consumer.open", lambda: self._consumer_factory(listener)
+        producer = self._producer
+        if producer is None:
+            producer = self._retry_until_up("producer.open", lambda: open_producer(kafka))
+        outbox = Outbox(producer)
+        store = (
+            self._store
+            if self._store is not None
+            else open_store(self.config.checkpoint, kafka, outbox)
         )
+        publisher = Publisher(self.config, outbox, self.metrics)
+        consumer = self._retry_until_up("consumer.open", self._consumer_factory)
         now_s = self._monotonic()
+        checkpointer = Checkpointer(
+            self.config,
+            flush=self.publish,
+            store=store,
+            consumer=consumer,
+            metrics=self.metrics,
+            monotonic=self._monotonic,
+            wall=self._wall,
+            started_s=now_s,
+        )
+        partitions = Partitions(
+            self.config,
+            consumer,
+            store,
+            publisher,
+            self.metrics,
+            checkpoint=checkpointer.checkpoint,
+        )
+        # Subscribed last: the listener needs the partitions, which need the consumer.
+        consumer.subscribe([kafka.events_topic], listener=RebalanceListener(partitions, consumer))
         self._next_publish_s = now_s + self.config.publish.interval_s
-        self._next_checkpoint_s = now_s + self.config.checkpoint.interval_s
         log.info("daemon.started", topic=kafka.events_topic, group_id=kafka.group_id)
+        return Connected(consumer, producer, outbox, store, publisher, partitions, checkpointer)
 
-    def _retry_until_up(self, what: str, action: Callable[[], Any]) -> Any:  # noqa: ANN401
-        backoff = Backoff()
-        while True:
-            try:
-                return action()
-            except KafkaError as error:
-                delay_s = backoff.failed(self._monotonic())
-                log.warning("broker.unavailable", step=what, error=repr(error), retry_in_s=delay_s)
-                if self._stopping:
-                    raise
-                time.sleep(delay_s)
+    def _retry_until_up(self, what: str, action: Callable[[], T]) -> T:
+        return retry_until_up(
+            what, action, monotonic=self._monotonic, stopping=lambda: self._stopping
+        )
 
     def run(self, *, max_events: int | None = None, idle_timeout_s: float | None = None) -> None:
         """Run the loop until stopped, `max_events` processed, or idle for `idle_timeout_s`.
@@ -208,30 +231,32 @@ class Daemon:
         is restored. Whatever ends the loop, the final publish, checkpoint, commit
         and close run.
         """
-        if self.consumer is None:
-            self.open()
+        connected = self.open()
+        partitions = connected.partitions
         last_message_s = self._monotonic()
         try:
             while not self._stopping:
                 now_s = self._monotonic()
                 self.heartbeat_s = now_s
-                self._restore_assigned(now_s)
-                count = self._process(self._poll())
+                if partitions.restore_assigned(now_s):
+                    # Publish at once: the previous owner may have issued newer policies
+                    # since its checkpoint.
+                    self._next_publish_s = now_s
+                count = self._process(connected, self._poll(connected.consumer))
                 now_s = self._monotonic()
                 if count:
                     last_message_s = now_s
-                if now_s >= self._next_checkpoint_s:
-                    self.checkpoint_and_commit()
+                if connected.checkpointer.due(now_s):
+                    connected.checkpointer.checkpoint_and_commit(partitions.states())
                 elif now_s >= self._next_publish_s:
                     self.publish()
-                self._report_gauges(now_s)
+                self._report_gauges(connected, now_s)
                 if max_events is not None and self.events_processed >= max_events:
                     break
                 if (
                     idle_timeout_s is not None
                     and now_s - last_message_s >= idle_timeout_s
-                    and self.assigned_once
-                    and not self._to_restore
+                    and partitions.restored
                 ):
                     log.info("daemon.idle", idle_s=round(now_s - last_message_s, 3))
                     break
@@ -244,43 +269,41 @@ class Daemon:
             return
         self._closing = True
         log.info("daemon.stopping", events=self.events_processed)
-        try:
-            if self.consumer is not None and self.outbox is not None:
-                self.checkpoint_and_commit()
-        finally:
-            if self.consumer is not None:
+        connected = self._connected
+        if connected is not None:
+            connected.partitions.closing()
+            try:
+                connected.checkpointer.checkpoint_and_commit(connected.partitions.states())
+            finally:
                 try:
-                    self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+                    connected.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
                 except KafkaError as error:
                     log.warning("consumer.close_failed", error=repr(error))
-            if self._producer is not None:
-                self._producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
-            if self._store is not None:
-                self._store.close()
+                connected.producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
+                connected.store.close()
         log.info("daemon.stopped", events=self.events_processed)
 
     # -- consuming ---------------------------------------------------------------------------
 
-    def _poll(self) -> dict[Any, list[Any]]:
+    def _poll(self, consumer: Consumer) -> Records:
         # Never wait in poll past the next publish: an idle wait would delay policies.
         until_publish_ms = (self._next_publish_s - self._monotonic()) * 1000
         timeout_ms = int(min(POLL_TIMEOUT_MS, max(until_publish_ms, 0)))
         try:
-            records: dict[Any, list[Any]] = self.consumer.poll(
+            return consumer.poll(
                 timeout_ms=timeout_ms, max_records=self.config.kafka.max_poll_records
             )
         except KafkaError as error:
             log.warning("consumer.poll_failed", error=repr(error))
             time.sleep(POLL_TIMEOUT_MS / 1000)
             return {}
-        return records
 
-    def _process(self, records: dict[Any, list[Any]]) -> int:
+    def _process(self, connected: Connected, records: Records) -> int:
         ceiling_s = self._wall() + MAX_CLOCK_SKEW_S
         types: Counter[str] = Counter()
         count = 0
         for tp, batch in records.items():
-            state = self.partitions.get(tp.partition)
+            state = connected.partitions.owned.get(tp.partition)
             if state is None:
                 continue  # revoked or not yet restored: it will be read again from its checkpoint
             for message in batch:
@@ -292,11 +315,13 @@ class Daemon:
                     state.core.offer(event, state.watermark_s)
                     types[event.type] += 1
                 except InvalidEventError as error:
-                    self._dead_letter(message, error.kind, error.reason)
+                    self._dead_letter(connected.outbox, message, error.kind, error.reason)
                 except Exception as error:  # one message must not stop the loop
                     # Named here, not bound per message (1.5 us each): nothing else logs meanwhile.
                     log.exception("event.failed", partition=tp.partition, offset=message.offset)
-                    self._dead_letter(message, "error", f"internal error: {error!r}")
+                    self._dead_letter(
+                        connected.outbox, message, "error", f"internal error: {error!r}"
+                    )
                 state.offset = message.offset + 1
                 count += 1
             state.core.expire(state.watermark_s)
@@ -306,7 +331,7 @@ class Daemon:
         self.events_processed += count
         return count
 
-    def _dead_letter(self, message: Any, kind: str, reason: str) -> None:  # noqa: ANN401
+    def _dead_letter(self, outbox: Outbox, message: ConsumedRecord, kind: str, reason: str) -> None:
         letter = DeadLetter(
             reason=reason,
             kind=kind,
@@ -316,8 +341,7 @@ class Daemon:
             key=message.key,
             value=message.value,
         )
-        assert self.outbox is not None  # noqa: S101 - opened before the loop
-        self.outbox.send(Message(self.config.kafka.dlq_topic, message.key, letter.record()))
+        outbox.send(Message(self.config.kafka.dlq_topic, message.key, letter.record()))
         self.metrics.events_invalid.labels(kind).inc()
         log.info(
             "event.dead_lettered",
@@ -327,106 +351,30 @@ class Daemon:
             offset=message.offset,
         )
 
-    # -- rebalance ---------------------------------------------------------------------------
-
-    def assign(self, assigned: Iterable[TopicPartition]) -> None:
-        """Pause newly assigned partitions until the loop restores them (rebalance callback)."""
-        self.assigned_once = True
-        fresh = [tp for tp in assigned if tp.partition not in self.partitions]
-        if fresh:
-            self.consumer.pause(*fresh)
-            self._to_restore.update(tp.partition for tp in fresh)
-            self.publish_succeeded = False
-        log.info("partitions.assigned", partitions=sorted(tp.partition for tp in assigned))
-
-    def revoke(self, revoked: Iterable[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Checkpoint the revoked partitions and drop them; return the offsets to commit."""
-        numbers = sorted(tp.partition for tp in revoked)
-        self._to_restore.difference_update(numbers)
-        owned = [n for n in numbers if n in self.partitions]
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        if owned and not self._closing:
-            offsets = self._checkpoint(owned) or {}
-        self.drop(TopicPartition(self.config.kafka.events_topic, n) for n in owned)
-        log.info("partitions.revoked", partitions=numbers)
-        return offsets
-
-    def drop(self, partitions: Iterable[TopicPartition]) -> None:
-        """Forget the partitions' state (after a checkpoint, or when the membership is lost)."""
-        for tp in partitions:
-            state = self.partitions.pop(tp.partition, None)
-            self._to_restore.discard(tp.partition)
-            if state is not None and self._publisher is not None:
-                for segment in state.core.segments:
-                    self._publisher.current.pop(segment, None)
-            label = str(tp.partition)
-            for gauge in (self.metrics.consumer_lag, self.metrics.checkpoint_age):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(label)
-
-    def _restore_assigned(self, now_s: float) -> None:
-        if not self._to_restore or not self._restore_backoff.ready(now_s):
-            return
-        topic = self.config.kafka.events_topic
-        for partition in sorted(self._to_restore):
-            tp = TopicPartition(topic, partition)
-            try:
-                checkpoint = self._store.load(topic, partition) if self._store else None
-                core = ControllerCore(self.config)
-                if checkpoint is not None:
-                    core.restore(checkpoint.state)
-                    self.consumer.seek(tp, checkpoint.offset)
-                offset = self.consumer.position(tp)
-            except (CheckpointError, KafkaError) as error:
-                delay_s = self._restore_backoff.failed(now_s)
-                log.warning(
-                    "partition.restore_failed",
-                    partition=partition,
-                    error=repr(error),
-                    retry_in_s=delay_s,
-                )
-                return
-            self.partitions[partition] = PartitionState(
-                partition=partition,
-                core=core,
-                offset=offset,
-                watermark_s=_watermark_of(checkpoint),
-                checkpointed_offset=checkpoint.offset if checkpoint is not None else None,
-                checkpointed_at_s=now_s,
-            )
-            self._to_restore.discard(partition)
-            self.consumer.resume(tp)
-            log.info(
-                "partition.restored",
-                partition=partition,
-                offset=offset,
-                from_checkpoint=checkpoint is not None,
-                learned=core.learner.learned,
-            )
-        self._restore_backoff.succeeded()
-        # Publish at once: the previous owner may have issued newer policies since its checkpoint.
-        self._next_publish_s = now_s
-
-    # -- publish, checkpoint, commit ---------------------------------------------------------
+    # -- publish and gauges ------------------------------------------------------------------
 
     def publish(self) -> bool:
-        """Build and send the round's policies and flush everything queued; True on success."""
+        """Build and send the round's policies and flush everything queued; True on success.
+
+        Also the first step of every checkpoint (checkpointing.py), so a subclass
+        that withholds a round (returns False) holds the checkpoint back too.
+        Before `open` there is nothing to publish: False.
+        """
         now_s = self._monotonic()
         self._next_publish_s = now_s + self.config.publish.interval_s
-        assert self._publisher is not None  # noqa: S101
-        assert self.outbox is not None  # noqa: S101
-        if not self._flush_backoff.ready(now_s):
+        if self._connected is None or not self._flush_backoff.ready(now_s):
             return False
-        states = [self.partitions[n] for n in sorted(self.partitions)]
-        policies = self._publisher.build(
+        publisher, partitions = self._connected.publisher, self._connected.partitions
+        states = partitions.states()
+        policies = publisher.build(
             [(s.core, s.force_publish) for s in states],
             self._wall(),
-            with_fallback=0 in self.partitions,
+            with_fallback=0 in partitions.owned,
             force_fallback=any(s.force_publish for s in states),
         )
-        self._publisher.send(policies)
+        publisher.send(policies)
         try:
-            self.outbox.flush(FLUSH_TIMEOUT_S)
+            self._connected.outbox.flush(FLUSH_TIMEOUT_S)
         except DeliveryError as error:
             delay_s = self._flush_backoff.failed(now_s)
             log.warning("publish.failed", error=str(error), retry_in_s=delay_s)
@@ -436,78 +384,15 @@ class Daemon:
         self._flush_backoff.succeeded()
         for state in states:
             state.force_publish = False
-        self._publisher.delivered(policies, self._monotonic() - now_s)
-        if not self._to_restore and self.assigned_once:
-            self.publish_succeeded = True
+        publisher.delivered(policies, self._monotonic() - now_s)
+        partitions.published()
         return True
 
-    def _checkpoint(
-        self, partitions: Iterable[int]
-    ) -> dict[TopicPartition, OffsetAndMetadata] | None:
-        """Publish and flush, then checkpoint the partitions; the offsets now safe to commit.
-
-        Returns None when the flush failed: nothing may be checkpointed before
-        the policies and dead letters derived from its events are acknowledged.
-        """
-        if not self.publish():
-            return None
+    def _report_gauges(self, connected: Connected, now_s: float) -> None:
         topic = self.config.kafka.events_topic
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for partition in partitions:
-            state = self.partitions[partition]
-            if state.dirty:
-                started_s = self._monotonic()
-                checkpoint = Checkpoint(
-                    topic=topic,
-                    partition=partition,
-                    offset=state.offset,
-                    written_at=self._wall(),
-                    state=state.core.snapshot(),
-                    watermark_s=state.watermark_s,
-                )
-                try:
-                    assert self._store is not None  # noqa: S101
-                    self._store.save(checkpoint)
-                except CheckpointError as error:
-                    log.warning("checkpoint.failed", partition=partition, error=str(error))
-                    continue
-                elapsed_s = self._monotonic() - started_s
-                self.metrics.checkpoint_duration.observe(elapsed_s)
-                state.checkpointed_offset = state.offset
-                state.checkpointed_at_s = self._monotonic()
-                log.debug(
-                    "checkpoint.written",
-                    partition=partition,
-                    offset=state.offset,
-                    duration_s=round(elapsed_s, 4),
-                )
-            if state.checkpointed_offset is not None:
-                offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(
-                    state.checkpointed_offset, "", -1
-                )
-        return offsets
-
-    def checkpoint_and_commit(self) -> None:
-        """Publish+flush, checkpoint every owned partition, commit what the checkpoints cover."""
-        self._next_checkpoint_s = self._monotonic() + self.config.checkpoint.interval_s
-        offsets = self._checkpoint(sorted(self.partitions))
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
-        except KafkaError as error:
-            # Harmless for correctness: a restore seeks to the checkpoint's own offset.
-            log.warning("offsets.commit_failed", error=repr(error))
-
-    def _report_gauges(self, now_s: float) -> None:
-        topic = self.config.kafka.events_topic
-        for partition, state in self.partitions.items():
+        for partition, state in connected.partitions.owned.items():
             label = str(partition)
-            highwater = self.consumer.highwater(TopicPartition(topic, partition))
+            highwater = connected.consumer.highwater(TopicPartition(topic, partition))
             if highwater is not None:
                 self.metrics.consumer_lag.labels(label).set(max(0, highwater - state.offset))
             self.metrics.checkpoint_age.labels(label).set(now_s - state.checkpointed_at_s)
-
-
-def _watermark_of(checkpoint: Checkpoint | None) -> float:
-    return checkpoint.watermark_s if checkpoint is not None else 0.0

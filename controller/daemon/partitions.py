@@ -1,19 +1,50 @@
-"""One assigned partition of the events topic: its core, its position, its checkpoint marks.
+"""The partitions this member owns: their state, how they are assigned, revoked, lost, restored.
 
 The partition is the unit of state (shared/ARCHITECTURE.md): each has its own
 `ControllerCore` (segments, join buffer, learned ids, models), created empty
 or restored from its checkpoint when the partition is assigned, and dropped
 when it is revoked.
+
+An assigned partition is paused until the loop restores it
+(`Partitions.restore_assigned`): load its checkpoint, seek to the offset the
+checkpoint covers, resume. Restore runs on the loop's thread, not in the
+rebalance callback, so a slow store never stalls the group's rebalance. A
+revoked partition is checkpointed (checkpointing.py) and its offsets committed
+before the rebalance goes on; a lost one is dropped without a checkpoint,
+as another member may own it already.
+
+kafka-python 3 runs the rebalance callbacks on the consumer's IO thread, where
+a blocking consumer call is refused; the async form lets the revoke commit be
+awaited while the checkpoint itself (file or producer I/O) runs inline, before
+the partition can be assigned elsewhere. Nothing in `RebalanceListener` may
+raise into the consumer: an exception would abort the rebalance.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from controller.core import ControllerCore
+from controller.daemon.checkpoint_stores import CheckpointError
+from streams.kafka import Backoff
 
 if TYPE_CHECKING:
-    from controller.core import ControllerCore
+    from collections.abc import Callable, Collection, Iterable, Sequence
+
+    from controller.config import StopbanditConfig
+    from controller.daemon.checkpoint_stores import CheckpointStore
+    from controller.daemon.consumer import Consumer, Offsets
     from controller.daemon.metrics import Metrics
+    from controller.daemon.publish import Publisher
+
+log = structlog.get_logger(__name__)
 
 # Join-buffer counters mirrored into Prometheus counters of the same meaning.
 _JOIN_COUNTERS = ("joined", "expired", "orphans", "duplicates", "evicted")
@@ -67,3 +98,196 @@ class PartitionState:
     def dirty(self) -> bool:
         """Whether events were processed since the last checkpoint."""
         return self.checkpointed_offset != self.offset
+
+
+class Partitions:
+    """The partitions this member owns, and those assigned but not restored yet.
+
+    Args:
+        config: the whole configuration (the events topic; what a new core is).
+        consumer: the events consumer (pause, seek, position, resume).
+        store: where restores read checkpoints from.
+        publisher: its policies of a dropped partition are forgotten (the new owner's now).
+        metrics: a dropped partition's gauges are removed.
+        checkpoint: flushes and checkpoints partitions, returning the offsets now
+            safe to commit, or None when the flush failed (`Checkpointer.checkpoint`).
+    """
+
+    def __init__(
+        self,
+        config: StopbanditConfig,
+        consumer: Consumer,
+        store: CheckpointStore,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        checkpoint: Callable[[Sequence[PartitionState]], Offsets | None],
+    ) -> None:
+        self._config = config
+        self._topic = config.kafka.events_topic
+        self._consumer = consumer
+        self._store = store
+        self._publisher = publisher
+        self._metrics = metrics
+        self._checkpoint = checkpoint
+        self.owned: dict[int, PartitionState] = {}
+        self._to_restore: set[int] = set()
+        self._restore_backoff = Backoff()
+        self._assigned_once = False
+        self._published = False
+        self._closing = False
+
+    @property
+    def restored(self) -> bool:
+        """Assigned (possibly nothing) at least once, and every assigned partition restored."""
+        return self._assigned_once and not self._to_restore
+
+    @property
+    def ready(self) -> bool:
+        """Restored, and a publish acknowledged since the last partitions were assigned."""
+        return self.restored and self._published
+
+    def states(self) -> list[PartitionState]:
+        """The owned partitions' states, by partition number."""
+        return [self.owned[n] for n in sorted(self.owned)]
+
+    def published(self) -> None:
+        """Note a publish the broker acknowledged (it covers them all once all are restored)."""
+        if self.restored:
+            self._published = True
+
+    def closing(self) -> None:
+        """The member closes: its final checkpoint covers every partition, so revokes only drop."""
+        self._closing = True
+
+    # -- rebalance handlers (called by RebalanceListener, inside the loop's poll) ------------
+
+    def assign(self, assigned: Collection[TopicPartition]) -> None:
+        """Pause newly assigned partitions until the loop restores them."""
+        self._assigned_once = True
+        fresh = [tp for tp in assigned if tp.partition not in self.owned]
+        if fresh:
+            self._consumer.pause(*fresh)
+            self._to_restore.update(tp.partition for tp in fresh)
+            self._published = False
+        log.info("partitions.assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def revoke(self, revoked: Collection[TopicPartition]) -> Offsets:
+        """Checkpoint the revoked partitions and drop them; return the offsets to commit."""
+        numbers = sorted(tp.partition for tp in revoked)
+        self._to_restore.difference_update(numbers)
+        owned = [n for n in numbers if n in self.owned]
+        offsets: Offsets = {}
+        if owned and not self._closing:
+            offsets = self._checkpoint([self.owned[n] for n in owned]) or {}
+        self.drop(TopicPartition(self._topic, n) for n in owned)
+        log.info("partitions.revoked", partitions=numbers)
+        return offsets
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget the partitions' state (after a checkpoint, or when the membership is lost)."""
+        for tp in partitions:
+            state = self.owned.pop(tp.partition, None)
+            self._to_restore.discard(tp.partition)
+            if state is not None:
+                for segment in state.core.segments:
+                    self._publisher.current.pop(segment, None)
+            label = str(tp.partition)
+            for gauge in (self._metrics.consumer_lag, self._metrics.checkpoint_age):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(label)
+
+    # -- restore -------------------------------------------------------------------------------
+
+    def restore_assigned(self, now_s: float) -> bool:
+        """Restore the partitions assigned since the last call, in order; resume each.
+
+        A failure (store or broker) stops the round; the rest wait for a backoff.
+
+        Returns:
+            True when there were some and every one is restored now.
+        """
+        if not self._to_restore or not self._restore_backoff.ready(now_s):
+            return False
+        for partition in sorted(self._to_restore):
+            tp = TopicPartition(self._topic, partition)
+            try:
+                checkpoint = self._store.load(self._topic, partition)
+                core = ControllerCore(self._config)
+                if checkpoint is not None:
+                    core.restore(checkpoint.state)
+                    self._consumer.seek(tp, checkpoint.offset)
+                offset = self._consumer.position(tp)
+            except (CheckpointError, KafkaError) as error:
+                delay_s = self._restore_backoff.failed(now_s)
+                log.warning(
+                    "partition.restore_failed",
+                    partition=partition,
+                    error=repr(error),
+                    retry_in_s=delay_s,
+                )
+                return False
+            self.owned[partition] = PartitionState(
+                partition=partition,
+                core=core,
+                offset=offset,
+                watermark_s=checkpoint.watermark_s if checkpoint is not None else 0.0,
+                checkpointed_offset=checkpoint.offset if checkpoint is not None else None,
+                checkpointed_at_s=now_s,
+            )
+            self._to_restore.discard(partition)
+            self._consumer.resume(tp)
+            log.info(
+                "partition.restored",
+                partition=partition,
+                offset=offset,
+                from_checkpoint=checkpoint is not None,
+                learned=core.learner.learned,
+            )
+        self._restore_backoff.succeeded()
+        return True
+
+
+class RebalanceHandler(Protocol):
+    """What the rebalance listener hands kafka-python's callbacks to (`Partitions`)."""
+
+    def assign(self, assigned: Collection[TopicPartition]) -> None:
+        """Take the assigned partitions (the loop restores them)."""
+
+    def revoke(self, revoked: Collection[TopicPartition]) -> Offsets:
+        """Give the revoked partitions up; the offsets to commit before they move."""
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget the partitions without a checkpoint (the membership was lost)."""
+
+
+class RebalanceListener(AsyncConsumerRebalanceListener):  # type: ignore[misc] # untyped base
+    """Hands kafka-python's rebalance callbacks to a handler; never raises into the consumer."""
+
+    def __init__(self, handler: RebalanceHandler, consumer: Consumer) -> None:
+        self._handler = handler
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint and commit each revoked partition, then drop it."""
+        try:
+            offsets = self._handler.revoke(revoked)
+            if offsets:
+                await self._consumer.commit_async(offsets)
+                log.info(
+                    "offsets.committed",
+                    offsets={tp.partition: o.offset for tp, o in offsets.items()},
+                )
+        except Exception as error:  # noqa: BLE001 - a raise here would abort the rebalance
+            log.warning("rebalance.revoke_failed", error=repr(error))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Queue the assigned partitions for restore by the loop (they stay paused until then)."""
+        try:
+            self._handler.assign(assigned)
+        except Exception as error:  # noqa: BLE001
+            log.warning("rebalance.assign_failed", error=repr(error))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        """Another member may own them already: drop without checkpointing."""
+        self._handler.drop(lost)

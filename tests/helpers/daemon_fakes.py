@@ -16,6 +16,8 @@ from streams.codec import encode
 from streams.events import Decision, Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from controller.daemon.checkpoint_stores import Checkpoint
 
 TOPIC = "events"
@@ -103,17 +105,19 @@ class FakeProducer:
 
 
 class FakeConsumer:
-    """Assigns `partitions` on the first poll, then returns the scripted batches in turn."""
+    """Assigns `partitions` on the first poll, then returns the scripted batches in turn.
+
+    It mirrors controller.daemon.consumer.Consumer (tests/unit/controller/daemon/test_consumer.py).
+    """
 
     def __init__(
         self,
         journal: Journal,
-        listener: Any,
         batches: list[dict[int, list[tuple[bytes | None, bytes | None]]]],
         partitions: tuple[int, ...] = (0,),
     ) -> None:
         self.journal = journal
-        self.listener = listener
+        self.listener: Any = None
         self.partitions = [TopicPartition(TOPIC, p) for p in partitions]
         self.offsets = {tp.partition: 0 for tp in self.partitions}
         self._batches = list(batches)
@@ -121,6 +125,10 @@ class FakeConsumer:
         self.paused: set[int] = set()
         self.committed: dict[int, int] = {}
         self.on_poll: Any = None
+
+    def subscribe(self, topics: Sequence[str], *, listener: object) -> None:
+        self.journal.add("subscribe", list(topics))
+        self.listener = listener
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Record]]:
         if self.on_poll is not None:
@@ -150,22 +158,22 @@ class FakeConsumer:
     def resume(self, *tps: TopicPartition) -> None:
         self.paused.difference_update(tp.partition for tp in tps)
 
-    def seek(self, tp: TopicPartition, offset: int) -> None:
+    def seek(self, tp: TopicPartition, offset: int, /) -> None:
         self.journal.add("seek", (tp.partition, offset))
         self.offsets[tp.partition] = offset
 
-    def position(self, tp: TopicPartition) -> int:
+    def position(self, tp: TopicPartition, /) -> int:
         return self.offsets[tp.partition]
 
-    def highwater(self, tp: TopicPartition) -> int:
+    def highwater(self, tp: TopicPartition, /) -> int:
         return self.offsets[tp.partition]
 
-    def commit(self, offsets: dict[Any, Any], timeout_ms: int | None = None) -> None:
+    def commit(self, offsets: Mapping[Any, Any], /, timeout_ms: int | None = None) -> None:
         detail = {tp.partition: meta.offset for tp, meta in offsets.items()}
         self.committed.update(detail)
         self.journal.add("commit", detail)
 
-    def commit_async(self, offsets: dict[Any, Any]) -> Future:
+    def commit_async(self, offsets: Mapping[Any, Any], /) -> Future:
         self.commit(offsets)
         return done()
 

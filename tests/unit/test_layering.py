@@ -182,7 +182,6 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.xfail(reason="daemon.loop and daemon.rebalance import each other", strict=True)
 def test_no_import_cycle_between_project_modules() -> None:
     """No module imports itself through others, not even for type checking."""
     assert _cycle(_project_imports()) is None

@@ -29,8 +29,8 @@ def make_daemon(batches, journal, *, store=None, clock=None, partitions=(0,), **
     """A daemon wired to fakes; returns it and its consumer (created on open)."""
     holder = {}
 
-    def consumer_factory(listener):
-        holder["consumer"] = FakeConsumer(journal, listener, batches, partitions)
+    def consumer_factory():
+        holder["consumer"] = FakeConsumer(journal, batches, partitions)
         return holder["consumer"]
 
     daemon = Daemon(
