@@ -81,7 +81,7 @@ class Checkpoint:
     offset: int
     written_at: float
     state: dict[str, Any]
-    watermark_s: float = 0.0
+    watermark_s: float
 
     def encode(self) -> bytes:
         """The gzip-compressed JSON document."""
@@ -118,7 +118,7 @@ class Checkpoint:
             offset=int(document["offset"]),
             written_at=float(document["written_at"]),
             state=document["state"],
-            watermark_s=float(document.get("watermark_s", 0.0)),
+            watermark_s=float(document["watermark_s"]),
         )
 
 
