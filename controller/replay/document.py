@@ -16,7 +16,9 @@ Layout (every number a float, NaN and infinities as null):
 
 where <policy> is `PolicyEstimate.to_json()`: name, kind, estimator, reward,
 ci_low, ci_high (of the reward), em, em_ci_low, em_ci_high, tokens,
-tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings.
+tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings. Each
+list of policies holds, per target, one entry per estimator of
+`controller.ope.registry`, in registration order (`ips`, `snips`, `dr`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A hand-written log for replay's unit tests: join, propensities, reward weights, naming.
 
 Its config, lines and per-row rewards, the helpers that write lines and raw
-events, and the log replayed and evaluated once, as fixtures.
+events, and the log replayed, evaluated and made a document once, as fixtures.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import pytest
 
 from controller.config import load_config
+from controller.replay.document import build_document
 from controller.replay.evaluate import evaluate
 from controller.replay.feed import RawEvent, replay
 from controller.replay.targets import fixed_targets, logged_target
@@ -112,3 +113,13 @@ def log():
 def evaluation(log):
     """Every fixed threshold and the logged policy."""
     return evaluate(log, [logged_target(), *fixed_targets(log)], CONFIG.reward)
+
+
+@pytest.fixture(scope="module")
+def document(log, evaluation):
+    """The JSON document of `evaluation`."""
+    targets = [logged_target(), *fixed_targets(log)]
+    return build_document(
+        log, evaluation, targets, CONFIG.reward,
+        sources=["test"], publish_every=1000, folds=5, fold_seed=0, confidence=0.95,
+    )  # fmt: skip

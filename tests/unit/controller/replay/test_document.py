@@ -1,9 +1,10 @@
-"""Replay's JSON document on the hand-written log (conftest): names and required fields."""
+"""Replay's JSON document on the hand-written log (conftest): names, estimators, fields."""
 
 from __future__ import annotations
 
 import json
 
+from controller.ope import ESTIMATORS
 from controller.replay.document import build_document
 from controller.replay.evaluate import evaluate
 from controller.replay.feed import replay
@@ -42,3 +43,13 @@ def test_policies_are_named_and_the_json_holds_every_required_field(config, line
     assert set(document["segments"]) == {"a", "b"}
     assert len(document["segments"]["a"]["policies"]) == len(names)
     json.dumps(document, allow_nan=False)  # NaN (SNIPS without weight) is null
+
+
+def test_every_registered_estimator_appears_for_every_policy_in_registration_order(document):
+    """Overall and in each segment, each policy has one entry per estimator, registry order."""
+    for policies in [document["policies"], *(e["policies"] for e in document["segments"].values())]:
+        by_name = {}
+        for policy in policies:
+            by_name.setdefault(policy["name"], []).append(policy["estimator"])
+        assert list(by_name) == ["logged", "fixed:0.5", "fixed:1"]
+        assert all(tuple(estimators) == ESTIMATORS.names for estimators in by_name.values())

@@ -78,3 +78,11 @@ def test_estimator_warnings_name_segments_not_group_numbers(evaluation):
     """Missing-support warnings say which segment, by key."""
     warnings = evaluation.find("fixed:0.5", "ips").warnings
     assert not any("group" in w for w in warnings)
+
+
+def test_an_unknown_estimator_is_refused(evaluation):
+    """`find` raises KeyError for a name no estimator is registered under."""
+    with pytest.raises(KeyError):
+        evaluation.find("logged", "DR")
+    with pytest.raises(KeyError):
+        evaluation.find("logged", "bogus", "a")
