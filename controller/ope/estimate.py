@@ -20,7 +20,7 @@ class Estimate:
         n: Number of logged rows.
         warnings: Short, human-readable reasons to distrust the estimate
             (missing support, low effective sample size); empty when none.
-        estimator: Which estimator produced it: "ips", "snips" or "dr".
+        estimator: Which estimator produced it: "ips", "snips", "dr" (its registered name).
         interval: How the interval was computed, e.g. "wald" or "wald-delta".
     """
 
