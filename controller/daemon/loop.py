@@ -391,8 +391,5 @@ class Daemon:
     def _report_gauges(self, connected: Connected, now_s: float) -> None:
         topic = self.config.kafka.events_topic
         for partition, state in connected.partitions.owned.items():
-            label = str(partition)
             highwater = connected.consumer.highwater(TopicPartition(topic, partition))
-            if highwater is not None:
-                self.metrics.consumer_lag.labels(label).set(max(0, highwater - state.offset))
-            self.metrics.checkpoint_age.labels(label).set(now_s - state.checkpointed_at_s)
+            state.report_gauges(self.metrics, highwater, now_s)

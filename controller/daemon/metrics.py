@@ -83,6 +83,13 @@ class Metrics:
             ["segment"],
             registry=r,
         )
+        self.drift_resets = Gauge(
+            "stopbandit_drift_resets",
+            "Drift resets of the segment's arm statistics so far (checkpointed: survives "
+            "restarts and rebalances), per segment.",
+            ["segment"],
+            registry=r,
+        )
         self.policy_version = Gauge(
             "stopbandit_policy_version",
             "Version of the last policy issued, per segment.",

@@ -74,6 +74,8 @@ class PartitionState:
     checkpointed_at_s: float
     force_publish: bool = True
     _seen: dict[str, int] = field(default_factory=dict)
+    # (the core's drift resets, its segments) when the segments' drift gauges were last set.
+    _drifts_reported: tuple[int, int] = field(default=(-1, -1), init=False)
 
     def __post_init__(self) -> None:
         self._seen = self._counters()
@@ -94,6 +96,21 @@ class PartitionState:
                 getattr(metrics, name).inc(delta)
         self._seen = now
 
+    def report_gauges(self, metrics: Metrics, highwater: int | None, now_s: float) -> None:
+        """Set the partition's gauges: lag behind `highwater`, checkpoint age, drift resets."""
+        label = str(self.partition)
+        if highwater is not None:
+            metrics.consumer_lag.labels(label).set(max(0, highwater - self.offset))
+        metrics.checkpoint_age.labels(label).set(now_s - self.checkpointed_at_s)
+        # A segment's count moves only with the core's total (a new segment starts at 0),
+        # so the per-segment gauges are set only when one of the two changed.
+        stats = self.core.learner.stats
+        drifts = (self.core.drifts, len(stats))
+        if drifts != self._drifts_reported:
+            for segment, segment_stats in stats.items():
+                metrics.drift_resets.labels(segment).set(segment_stats.drifts)
+            self._drifts_reported = drifts
+
     @property
     def dirty(self) -> bool:
         """Whether events were processed since the last checkpoint."""
@@ -108,7 +125,7 @@ class Partitions:
         consumer: the events consumer (pause, seek, position, resume).
         store: where restores read checkpoints from.
         publisher: its policies of a dropped partition are forgotten (the new owner's now).
-        metrics: a dropped partition's gauges are removed.
+        metrics: a dropped partition's gauges (and its segments' drift gauges) are removed.
         checkpoint: flushes and checkpoints partitions, returning the offsets now
             safe to commit, or None when the flush failed (`Checkpointer.checkpoint`).
     """
@@ -192,6 +209,9 @@ class Partitions:
             if state is not None:
                 for segment in state.core.segments:
                     self._publisher.current.pop(segment, None)
+                    # The new owner reports the segment's drift resets from its checkpoint.
+                    with contextlib.suppress(KeyError):
+                        self._metrics.drift_resets.remove(segment)
             label = str(tp.partition)
             for gauge in (self._metrics.consumer_lag, self._metrics.checkpoint_age):
                 with contextlib.suppress(KeyError):
