@@ -48,6 +48,9 @@ class ArmBeliefs:
     tokens_cov: NDArray[np.float64]
     n: NDArray[np.float64]
     support: NDArray[np.float64]
+    # Share of the segment's requests whose node sends counterfactual traces: playing an
+    # arm then shows every lower one, so exploring below the greedy arm buys nothing.
+    trace_share: float = 0.0
 
     @classmethod
     def pooled(cls, segments: Sequence[ArmBeliefs]) -> ArmBeliefs:
@@ -65,6 +68,7 @@ class ArmBeliefs:
             tokens_cov=np.tensordot(share**2, np.stack([b.tokens_cov for b in segments]), axes=1),
             n=np.sum([b.n for b in segments], axis=0),
             support=np.sum([b.support for b in segments], axis=0),
+            trace_share=float(np.dot(share, [b.trace_share for b in segments])),
         )
 
 
@@ -92,6 +96,7 @@ class PolicyBuilder:
             beliefs.support,
             self.default_arm,
             self.exploration,
+            free_below=beliefs.trace_share,
         )
 
     def policy(

@@ -109,6 +109,8 @@ def explore(
     support: NDArray[np.float64],
     default_arm: int,
     config: ExplorationConfig,
+    *,
+    free_below: float = 0.0,
 ) -> Exploration:
     """Turn per-arm reward beliefs into a pmf.
 
@@ -118,6 +120,9 @@ def explore(
         support: observations behind each estimate (own plus prior pseudo-observations).
         default_arm: index of the configured default arm (the safe start).
         config: exploration settings.
+        free_below: share of requests that show every arm below the one played
+            (counterfactual traces): that share of the exploration below the
+            greedy arm is moved to the greedy arm, which reveals those arms anyway.
 
     Returns:
         The pmf (sums to 1), the greedy arm, and P(best) per arm.
@@ -135,11 +140,14 @@ def explore(
 
     weights = np.where(candidates, p_best, 0.0)
     weights[greedy] = 0.0
+    below = np.arange(arms) < greedy
+    weights[below] *= 1.0 - free_below
     explore_mass = min(float(weights.sum()), config.max_explore)
     pmf = np.zeros(arms)
     if weights.sum() > 0.0:
         pmf = weights / weights.sum() * explore_mass
-    pmf = np.where(candidates, np.maximum(pmf, config.floor), 0.0)
+    floor = np.where(below, config.floor * (1.0 - free_below), config.floor)
+    pmf = np.where(candidates, np.maximum(pmf, floor), 0.0)
     # Neighbours are where improvement lies: one nobody has measured yet is probed until
     # it has support of its own, and a measured one keeps enough traffic to recover from
     # an unlucky start (sample means of abandoned arms stay biased low).
@@ -151,6 +159,8 @@ def explore(
                 if supported[k]
                 else config.probe
             )
+            if k < greedy:
+                guarantee *= 1.0 - free_below
             pmf[k] = max(pmf[k], guarantee)
     pmf[greedy] = 0.0
     pmf[greedy] = max(1.0 - pmf.sum(), 0.0)

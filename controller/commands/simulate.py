@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -18,9 +19,6 @@ from controller.core import ControllerCore
 from controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 from controller.sim.simulate import ControllerAgent, Simulation
 from streams.files import EventLogWriter, event_log_writer
-
-if TYPE_CHECKING:
-    import argparse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,9 +43,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--publish-every", type=int, default=1000, help="republish policies every N interactions"
     )
+    parser.add_argument(
+        "--trace-share",
+        type=_fraction,
+        help="share of requests whose node sends counterfactual traces (overrides the scenario)",
+    )
+    parser.add_argument(
+        "--coupling",
+        type=_fraction,
+        help="how alike one request's outcomes at different arms are, 0-1 (overrides the scenario)",
+    )
     parser.add_argument("--log-events", type=Path, help="write every event as JSON lines (.gz ok)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(handler=run)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def simulation_config(
@@ -98,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interactions < 1 or args.publish_every < 1:
         raise UsageError("--interactions and --publish-every must be at least 1")
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario).with_trace(args.trace_share, args.coupling)
     except ValueError as error:
         raise UsageError(str(error)) from None
     config = simulation_config(

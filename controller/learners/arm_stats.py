@@ -156,7 +156,7 @@ class ArmStats:
         """
         self.long.add(observed)
         self.recent.add(observed)
-        self.paired.tick()
+        self.paired.tick(traceable=observed[0][0] > 0, traced=len(observed) > 1)
         if len(observed) > 1:
             em = np.zeros(self.arms)
             tokens = np.zeros(self.arms)

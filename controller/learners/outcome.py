@@ -25,14 +25,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from controller.learners.arm_stats import ArmMoments, ArmStats
-from controller.learners.paired import paired_information, view
-from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
+from controller.learners.paired import paired_information, step_variances, view
+from controller.learners.pooling import (
+    deviation_step_sd,
+    fit_shape,
+    pooled_posterior,
+    segment_step_sds,
+)
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 from policies.builder import ArmBeliefs
 
@@ -151,13 +157,16 @@ class OutcomeLearner:
         """
         segment = interaction.segment
         shared = self._shared_for(segment, interaction.context)
-        cap = self.config.max_importance_weight
-        for arm, em, tokens, probability in observed:
-            weight = min(1.0 / probability, cap)
-            action = f"|a a{arm}"
-            self.em_model.learn_one(f"{em!r} {weight!r} {shared} {action}")
-            self.tokens_model.learn_one(f"{math.log1p(tokens)!r} {weight!r} {shared} {action}")
+        for arm, _, _, _ in observed:
             self.arm_counts[arm] += 1
+        self._learn_prior(shared, observed[0], 1.0)
+        if len(observed) > 1:
+            # The shared models are a cold-start prior; one counterfactual arm per request,
+            # drawn by request_id and weighted by how many it stands for, keeps them
+            # unbiased at a fraction of the cost of learning every arm.
+            lower = len(observed) - 1
+            pick = zlib.crc32(interaction.request_id.encode()) % lower
+            self._learn_prior(shared, observed[1 + pick], float(lower))
         stats = self.stats.get(segment)
         if stats is None:
             stats = self.stats[segment] = ArmStats(
@@ -168,6 +177,15 @@ class OutcomeLearner:
             )
         self.learned += 1
         return stats.learn([(arm, em, tokens) for arm, em, tokens, _ in observed])
+
+    def _learn_prior(
+        self, shared: str, seen: tuple[int, float, float, float], stands_for: float
+    ) -> None:
+        arm, em, tokens, probability = seen
+        weight = min(stands_for / probability, self.config.max_importance_weight)
+        action = f"|a a{arm}"
+        self.em_model.learn_one(f"{em!r} {weight!r} {shared} {action}")
+        self.tokens_model.learn_one(f"{math.log1p(tokens)!r} {weight!r} {shared} {action}")
 
     def _shared_for(self, segment: str, context: dict[str, ContextValue]) -> str:
         if self.contexts.get(segment) != context:
@@ -269,21 +287,42 @@ class OutcomeLearner:
         em_y = np.stack([o.em for o in observations])
         em_precision = np.stack([o.em_precision for o in observations])
         em_shape = fit_shape(em_y, em_precision)
-        em_step_sd = deviation_step_sd(em_y, em_precision, em_shape[0], self.config.em_step_sd)
+        paired = any(o.em_information is not None for o in observations)
+        em_information = _stacked(observations, "em") if paired else None
+        token_information = _stacked(observations, "tokens") if paired else None
+        em_step_sd = deviation_step_sd(
+            em_y,
+            em_precision,
+            em_shape[0],
+            self.config.em_step_sd,
+            _step_sampling(em_information),
+        )
         token_y = np.stack([o.log_tokens for o in observations])
         token_precision = np.stack([o.log_tokens_precision for o in observations])
         token_shape = fit_shape(token_y, token_precision)
         token_step_sd = deviation_step_sd(
-            token_y, token_precision, token_shape[0], self.config.token_step_sd
+            token_y,
+            token_precision,
+            token_shape[0],
+            self.config.token_step_sd,
+            _step_sampling(token_information),
         )
-        paired = any(o.em_information is not None for o in observations)
+        # Segments measured on paired requests may loosen their own deviation scale;
+        # the others keep the fleet's (as every segment did before traces).
+        em_step_sds: float | NDArray[np.float64] = em_step_sd
+        if paired:
+            own = segment_step_sds(
+                em_y, em_precision, em_shape[0], em_step_sd, _step_sampling(em_information)
+            )
+            has_pairs = np.array([o.em_information is not None for o in observations])
+            em_step_sds = np.where(has_pairs, own, em_step_sd)
         em_mean, em_cov = pooled_posterior(
             em_y,
             em_precision,
             *em_shape,
-            step_sd=em_step_sd,
+            step_sd=em_step_sds,
             level_sd=_EM_LEVEL_SD,
-            information=_stacked(observations, "em") if paired else None,
+            information=em_information,
         )
         log_mean, log_cov = pooled_posterior(
             token_y,
@@ -291,12 +330,13 @@ class OutcomeLearner:
             *token_shape,
             step_sd=token_step_sd,
             level_sd=_LOG_TOKEN_LEVEL_SD,
-            information=_stacked(observations, "tokens") if paired else None,
+            information=token_information,
         )
         all_counts = np.sum([o.n for o in observations], axis=0)
         result: dict[str, ArmBeliefs] = {}
         for i, (segment, obs) in enumerate(zip(segments, observations, strict=True)):
             tokens = np.exp(log_mean[i])
+            stats = self.stats.get(segment)
             result[segment] = ArmBeliefs(
                 em=np.clip(em_mean[i], 0.0, 1.0),
                 em_cov=em_cov[i],
@@ -305,6 +345,9 @@ class OutcomeLearner:
                 tokens_cov=log_cov[i] * np.outer(tokens, tokens),
                 n=obs.n,
                 support=obs.n + obs.prior + _SHARED_SUPPORT * (all_counts - obs.n),
+                trace_share=stats.paired.trace_share()
+                if (stats := self.stats.get(segment))
+                else 0.0,
             )
         return result
 
@@ -362,6 +405,14 @@ def _stacked(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     matrices, vectors = zip(*(o.information(outcome) for o in observations), strict=True)
     return np.stack(matrices), np.stack(vectors)
+
+
+def _step_sampling(
+    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+) -> NDArray[np.float64] | None:
+    if information is None:
+        return None
+    return np.stack([step_variances(matrix) for matrix in information[0]])
 
 
 def _pooled_variances(moments: Sequence[ArmMoments]) -> tuple[float, float]:

@@ -55,13 +55,24 @@ class PairedSums:
     gamma: float
     scale: float = 1.0
     patterns: dict[int, _Pattern] = field(default_factory=dict)
+    # Requests that could carry a trace (played above the lowest arm), and those that did.
+    traceable: float = 0.0
+    traced: float = 0.0
 
-    def tick(self) -> None:
+    def tick(self, *, traceable: bool = False, traced: bool = False) -> None:
         """One request of the segment went by: older sums count a little less."""
         self.scale /= self.gamma
+        if traceable:
+            self.traceable += self.scale
+        if traced:
+            self.traced += self.scale
         if self.scale > _RESCALE_ABOVE:
             self._multiply(1.0 / self.scale)
             self.scale = 1.0
+
+    def trace_share(self) -> float:
+        """Share of the segment's requests played above the lowest arm that carried a trace."""
+        return self.traced / self.traceable if self.traceable > 0.0 else 0.0
 
     def add(self, mask: int, em: NDArray[np.float64], tokens: NDArray[np.float64]) -> None:
         """Add the request just ticked, observed at the arms of `mask` (values elsewhere 0)."""
@@ -79,6 +90,8 @@ class PairedSums:
         pattern.tokens2 += w * np.outer(tokens, tokens)
 
     def _multiply(self, factor: float) -> None:
+        self.traceable *= factor
+        self.traced *= factor
         for p in self.patterns.values():
             p.n *= factor
             p.em *= factor
@@ -104,6 +117,8 @@ class PairedSums:
         """State as JSON-ready data."""
         return {
             "scale": self.scale,
+            "traceable": self.traceable,
+            "traced": self.traced,
             "patterns": {
                 str(mask): [
                     p.n,
@@ -119,6 +134,8 @@ class PairedSums:
     def load_json(self, state: dict[str, Any]) -> None:
         """Restore state written by `to_json`."""
         self.scale = float(state["scale"])
+        self.traceable = float(state["traceable"])
+        self.traced = float(state["traced"])
         self.patterns = {
             int(mask): _Pattern(
                 float(n), np.array(em), np.array(em2), np.array(tok), np.array(tok2)
@@ -221,3 +238,19 @@ def paired_information(
     matrix[np.diag_indices(arms)] += single_n / variance
     vector += np.where(single_n > 0.0, single_total, 0.0) / variance
     return matrix, vector
+
+
+def step_variances(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Sampling variance of each step (arm k+1 minus arm k) the data alone measure.
+
+    From the inverse of the information matrix on the arms with data; inf for
+    a step with an arm that has none. Paired arms measure their step far
+    better than 1/precision_k + 1/precision_k+1 says.
+    """
+    arms = len(matrix)
+    seen = np.flatnonzero(np.diag(matrix) > 0.0)
+    cov = np.full((arms, arms), np.nan)
+    if seen.size:
+        cov[np.ix_(seen, seen)] = np.linalg.pinv(matrix[np.ix_(seen, seen)], hermitian=True)
+    steps = cov[:-1, :-1].diagonal() + cov[1:, 1:].diagonal() - 2.0 * np.diag(cov, 1)
+    return np.where(np.isnan(steps), np.inf, np.maximum(steps, 1e-12))

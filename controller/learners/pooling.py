@@ -74,7 +74,7 @@ def pooled_posterior(
     shape: NDArray[np.float64],
     shape_precision: NDArray[np.float64],
     *,
-    step_sd: float,
+    step_sd: float | NDArray[np.float64],
     level_sd: float,
     information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -119,6 +119,7 @@ def deviation_step_sd(
     precision: NDArray[np.float64],
     shape: NDArray[np.float64],
     floor_sd: float,
+    step_sampling: NDArray[np.float64] | None = None,
 ) -> float:
     """How far segments' curves depart from the common shape, per step between arms.
 
@@ -128,14 +129,53 @@ def deviation_step_sd(
     (d^2 - sampling variance) over all such pairs, weighted by precision,
     estimates step_sd^2. Segments that all look alike pool strongly;
     segments that differ keep their own curves. Never below `floor_sd`.
+    `step_sampling` (S, K-1), where given, is each step's own sampling
+    variance (paired arms measure a step better than their two precisions
+    say; taking those would understate how much segments differ).
     """
     both = (precision[:, :-1] > 0.0) & (precision[:, 1:] > 0.0)
     if not both.any():
         return floor_sd
     with np.errstate(divide="ignore"):
         sampling = np.where(both, 1.0 / precision[:, :-1] + 1.0 / precision[:, 1:], np.inf)
+    if step_sampling is not None:
+        sampling = np.where(both, np.minimum(sampling, step_sampling), np.inf)
     step = np.diff(y, axis=1) - np.diff(shape)[None, :]
     weight = np.where(both, 1.0 / sampling, 0.0)
     excess = np.where(both, step**2 - sampling, 0.0)
     variance = float((weight * excess).sum() / weight.sum())
     return max(floor_sd, variance**0.5 if variance > 0.0 else 0.0)
+
+
+# Steps' worth of the fleet-wide scale in each segment's own (pseudo-observations).
+_SEGMENT_SCALE_PRIOR_STEPS = 3.0
+
+
+def segment_step_sds(
+    y: NDArray[np.float64],
+    precision: NDArray[np.float64],
+    shape: NDArray[np.float64],
+    fleet_sd: float,
+    step_sampling: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """Each segment's deviation scale: the fleet's, loosened where its own steps say more.
+
+    One fleet-wide scale shrinks a segment that truly departs from the common
+    shape (a science segment whose EM still rises past 0.95 while the others'
+    fall) as hard as the rest. Per segment, the same method of moments as
+    `deviation_step_sd` on its own measured steps, with the fleet's scale
+    worth `_SEGMENT_SCALE_PRIOR_STEPS` steps, gives its own scale; a segment
+    is never pooled harder than the fleet. Precisely measured steps (paired
+    arms) are what let a segment's data speak here.
+    """
+    both = (precision[:, :-1] > 0.0) & (precision[:, 1:] > 0.0)
+    with np.errstate(divide="ignore"):
+        sampling = np.where(both, 1.0 / precision[:, :-1] + 1.0 / precision[:, 1:], np.inf)
+    if step_sampling is not None:
+        sampling = np.where(both, np.minimum(sampling, step_sampling), np.inf)
+    step = np.diff(y, axis=1) - np.diff(shape)[None, :]
+    excess = np.where(both, step**2 - sampling, 0.0).sum(axis=1)
+    steps = both.sum(axis=1)
+    prior = _SEGMENT_SCALE_PRIOR_STEPS
+    own = (prior * fleet_sd**2 + excess) / (prior + steps)
+    return np.asarray(np.sqrt(np.maximum(own, fleet_sd**2)), dtype=np.float64)

@@ -41,7 +41,7 @@ def smooth_posterior(
     y: NDArray[np.float64],
     precision: NDArray[np.float64],
     *,
-    step_sd: float,
+    step_sd: float | NDArray[np.float64],
     level_mean: float | NDArray[np.float64],
     level_sd: float,
     information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
@@ -51,7 +51,8 @@ def smooth_posterior(
     Args:
         y: observed mean per arm (ignored where `precision` is 0), shape (K,) or (S, K).
         precision: information per arm, n_k / variance_k (0 for no data), shaped like `y`.
-        step_sd: prior standard deviation of the difference between neighbouring arms.
+        step_sd: prior standard deviation of the difference between neighbouring arms
+            (one for all curves, or one per curve).
         level_mean: prior mean of the overall level (one per curve).
         level_sd: prior standard deviation of the overall level (large: vague).
         information: the data's information (matrix (..., K, K), vector (..., K)) where
@@ -62,7 +63,8 @@ def smooth_posterior(
         (mean, covariance) of the posterior, shapes (..., K) and (..., K, K).
     """
     arms = y.shape[-1]
-    prior_precision = path_laplacian(arms) / step_sd**2 + np.eye(arms) / level_sd**2
+    step_var = np.asarray(step_sd, dtype=np.float64) ** 2
+    prior_precision = path_laplacian(arms) / step_var[..., None, None] + np.eye(arms) / level_sd**2
     if information is None:
         data_matrix = precision[..., None] * np.eye(arms)
         data_vector = precision * np.where(precision > 0.0, y, 0.0)

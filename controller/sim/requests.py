@@ -12,11 +12,22 @@ The draws come from one seeded stream in blocks of `_BLOCK` requests: per
 block the segment uniforms, then the EM uniforms, then the token normals.
 Changing that order, the block size, or the table arithmetic changes every
 seeded run and every event log made from one.
+
+Where the scenario has traces (SCHEMA 1.1 `trace`), a second stream (its
+own seed, so runs without traces keep their draws) gives each request one
+latent normal per arm, a Gaussian copula with correlation `coupling`
+between any two arms: EM at arm a is 1 when the latent falls below
+Phi^-1(em_probability[a]), so each arm's marginal is exactly the curve's,
+and the outcomes of one request at different arms are alike. Tokens share
+the request's one noise draw, so they rise with the arm on every request.
+A request whose node traces (a uniform below `share`) carries the outcomes
+of every arm below the played one.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +44,8 @@ if TYPE_CHECKING:
 START_TS = 1_764_489_600.0
 SECONDS_PER_INTERACTION = 0.01
 _BLOCK = 4096
+# Seeds the trace stream apart from the main one: runs without traces keep their draws.
+_TRACE_STREAM = 11
 
 
 def nearest_arm(arms: Sequence[float], threshold: float) -> int:
@@ -68,6 +81,8 @@ class Request:
     features: dict[str, ContextValue]
     em_u: float
     token_z: float
+    latent: list[float] | None = None
+    traced: bool = False
 
 
 class Requests:
@@ -93,6 +108,9 @@ class Requests:
         self._segment_u: list[float] = []
         self._em_u: list[float] = []
         self._token_z: list[float] = []
+        self._trace_rng = np.random.default_rng([seed, _TRACE_STREAM])
+        self._latents_by_coupling: dict[float, list[list[float]]] = {}
+        self._trace_u: list[float] = []
         self._tables()
 
     def _tables(self) -> None:
@@ -104,6 +122,8 @@ class Requests:
         sigma2 = np.log1p(truth.token_cv**2)
         self._log_sigma: list[float] = np.sqrt(sigma2).tolist()
         self._log_mu: list[float] = (-sigma2 / 2.0).tolist()
+        normal = statistics.NormalDist()
+        self._em_cut: list[list[float]] = [[_cut(normal, p) for p in row] for row in self.em]
 
     def pop_drift(self, index: int) -> DriftSpec | None:
         """The next drift event due by request `index`, no longer pending; None if none is."""
@@ -123,7 +143,10 @@ class Requests:
             self._segment_u = self._rng.random(_BLOCK).tolist()
             self._em_u = self._rng.random(_BLOCK).tolist()
             self._token_z = self._rng.standard_normal(_BLOCK).tolist()
+            if self.truth.traced:
+                self._draw_latents()
         s = _bisect(self._cumulative_share, self._segment_u[j])
+        latent = self._latents_by_coupling[self.truth.coupling[s]][j] if self.truth.traced else None
         return Request(
             index=index,
             segment=s,
@@ -133,20 +156,67 @@ class Requests:
             features=self.truth.features[s],
             em_u=self._em_u[j],
             token_z=self._token_z[j],
+            latent=latent,
+            traced=latent is not None and self._trace_u[j] < self.truth.trace_share[s],
         )
+
+    def _draw_latents(self) -> None:
+        # Equicorrelated normals, per request's segment: sqrt(c) * common + sqrt(1 - c) * own.
+        rng = self._trace_rng
+        common = rng.standard_normal((_BLOCK, 1))
+        own = rng.standard_normal((_BLOCK, len(self.truth.arms)))
+        self._trace_u = rng.random(_BLOCK).tolist()
+        # Each coupling in the scenario for every request; the request's segment picks one.
+        self._latents_by_coupling = {
+            c: (math.sqrt(c) * common + math.sqrt(1.0 - c) * own).tolist()
+            for c in set(self.truth.coupling)
+        }
 
     def outcome(self, request: Request, arm: int) -> Outcome:
         """The outcome of `request` played at arm index `arm`, under the truth now."""
         s = request.segment
         noise = math.exp(self._log_mu[s] + self._log_sigma[s] * request.token_z)
+        tokens = int(self.tokens[s][arm] * noise)
+        latent = request.latent
+        if latent is None:
+            return Outcome(
+                v=1,
+                request_id=request.request_id,
+                ts=request.ts,
+                segment=request.key,
+                em=1.0 if request.em_u < self.em[s][arm] else 0.0,
+                tokens=tokens,
+            )
+        cut = self._em_cut[s]
+        counterfactual = None
+        if request.traced and arm > 0:
+            spent = [int(self.tokens[s][b] * noise) for b in range(arm)]
+            # The contract's monotone tokens, even where a curve's fractions dip.
+            ceiling = tokens
+            for b in range(arm - 1, -1, -1):
+                ceiling = spent[b] = min(spent[b], ceiling)
+            counterfactual = tuple(
+                (self.truth.arms[b], 1.0 if latent[b] < cut[b] else 0.0, spent[b])
+                for b in range(arm)
+            )
         return Outcome(
             v=1,
             request_id=request.request_id,
             ts=request.ts,
             segment=request.key,
-            em=1.0 if request.em_u < self.em[s][arm] else 0.0,
-            tokens=int(self.tokens[s][arm] * noise),
+            em=1.0 if latent[arm] < cut[arm] else 0.0,
+            tokens=tokens,
+            counterfactual=counterfactual,
         )
+
+
+def _cut(normal: statistics.NormalDist, probability: float) -> float:
+    """Phi^-1(probability): a latent below it is an exact match (infinite at 0 and 1)."""
+    if probability <= 0.0:
+        return -math.inf
+    if probability >= 1.0:
+        return math.inf
+    return normal.inv_cdf(probability)
 
 
 def _bisect(cumulative: list[float], u: float) -> int:

@@ -37,6 +37,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class TraceSpec(_Strict):
+    """Counterfactual traces (SCHEMA 1.1): which share of requests sends them, how alike.
+
+    Attributes:
+        share: fraction of requests whose node sends `counterfactual`.
+        coupling: correlation of one request's latent draws at any two arms
+            (Gaussian copula; 1: one latent for all arms, 0: independent arms).
+    """
+
+    share: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    coupling: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.8
+
+
 class SegmentSpec(_Strict):
     """One traffic segment: its features, traffic, and response curve."""
 
@@ -46,6 +59,7 @@ class SegmentSpec(_Strict):
     base_tokens: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     token_cv: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.5
     curve: dict[str, CurvePoint]
+    trace: TraceSpec | None = None
 
 
 class DriftSpec(_Strict):
@@ -66,6 +80,19 @@ class Scenario(_Strict):
     reference_arm: float
     segments: list[SegmentSpec]
     drift: list[DriftSpec] = Field(default_factory=list)
+    trace: TraceSpec | None = None
+
+    def with_trace(self, share: float | None, coupling: float | None) -> Scenario:
+        """This scenario with every segment's trace share and/or coupling overridden."""
+        if share is None and coupling is None:
+            return self
+        segments = []
+        for segment in self.segments:
+            trace = segment.trace or self.trace or TraceSpec(share=0.0)
+            update = {"share": share, "coupling": coupling}
+            trace = trace.model_copy(update={k: v for k, v in update.items() if v is not None})
+            segments.append(segment.model_copy(update={"trace": trace}))
+        return self.model_copy(update={"segments": segments, "trace": None})
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -128,6 +155,12 @@ class Truth:
         self.token_fraction = np.stack([p[0] for p in pairs])
         self.em = np.stack([p[1] for p in pairs])
         self.arm_table = Arms(self.arms)
+        traces = [s.trace or scenario.trace for s in scenario.segments]
+        # Per segment: the share of requests sending a trace, and the copula's coupling;
+        # None where no segment says anything of traces (outcomes drawn arm by arm).
+        self.traced = any(trace is not None for trace in traces)
+        self.trace_share = [trace.share if trace else 0.0 for trace in traces]
+        self.coupling = [trace.coupling if trace else 0.0 for trace in traces]
         reference = self.arm_table.index(scenario.reference_arm)
         assert reference is not None  # noqa: S101 - the scenario's validator checked it
         self.reference = reference
