@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,12 +42,18 @@ MIN_SUPPORT = 30.0
 NEIGHBOUR_FLOOR_FULL_UNTIL = 500.0
 _DRAWS = 4096
 _DRAW_SEED = 20_251_130
+_MIX_GRID = np.linspace(0.0, 1.0, 101)
+_NO_INFORMATION = 1e-18
 
 
 class ExplorationConfig(BaseModel):
     """The rule that turns outcome estimates into a pmf (the `exploration` config section).
 
     Attributes:
+        rule: how exploration is spread: `matching` (probability matching: each arm as
+            often as it is plausibly best), `ids` (information-directed sampling with the
+            feedback graph of traces), or `auto`: IDS for segments whose nodes send
+            counterfactual traces, matching for the others.
         floor: least probability of every arm that may be played.
         plausible_min: P(best) from which an arm may be played at all.
         max_explore: most probability taken from the greedy arm (1: pure probability matching).
@@ -57,6 +63,7 @@ class ExplorationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    rule: Literal["auto", "ids", "matching"] = "auto"
     floor: Probability = 0.005
     plausible_min: Probability = 0.05
     max_explore: Probability = 1.0
@@ -83,17 +90,27 @@ def _standard_normal_draws(arms: int) -> NDArray[np.float64]:
     return draws
 
 
+def _draws(mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The belief's fixed draws, shape (arms, _DRAWS)."""
+    arms = len(mean)
+    jitter = 1e-12 * max(float(np.trace(cov)) / arms, 1e-12)
+    factor = np.linalg.cholesky(cov + jitter * np.eye(arms))
+    draws = factor @ _standard_normal_draws(arms)
+    draws += mean[:, None]
+    return draws
+
+
 def probability_best(mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDArray[np.float64]:
     """P(arm k has the highest value) under the belief Normal(mean, cov).
 
     Estimated from `_DRAWS` draws with a fixed seed: the same belief always
     gives the same answer, and comparing two beliefs uses common random numbers.
     """
-    arms = len(mean)
-    jitter = 1e-12 * max(float(np.trace(cov)) / arms, 1e-12)
-    factor = np.linalg.cholesky(cov + jitter * np.eye(arms))
-    draws = factor @ _standard_normal_draws(arms)
-    draws += mean[:, None]
+    return _p_best_of(_draws(mean, cov))
+
+
+def _p_best_of(draws: NDArray[np.float64]) -> NDArray[np.float64]:
+    arms = len(draws)
     # Counting the arms equal to each draw's maximum is ~6x faster than argmax over
     # a short axis; only an exact tie (arms with identical beliefs) needs argmax's
     # first-wins rule.
@@ -101,6 +118,48 @@ def probability_best(mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDA
     if counts.sum() != _DRAWS:
         counts = np.bincount(np.argmax(draws, axis=0), minlength=arms)
     return np.asarray(counts / _DRAWS, dtype=np.float64)
+
+
+def information_directed(draws: NDArray[np.float64], free_below: float) -> NDArray[np.float64]:
+    """The information-directed pmf over arms, with the feedback graph of traces.
+
+    Variance-based IDS (Russo & Van Roy, "Learning to Optimize via
+    Information-Directed Sampling", Operations Research 2018): each arm's
+    expected regret Delta(a) = E[max_b r_b] - E[r_a], and its information
+    gain v(a) = sum_j P(a* = j) (E[r_a | a* = j] - E[r_a])^2; play the
+    distribution over at most two arms minimising (pi . Delta)^2 / (pi . g).
+    With traces, playing a also shows every lower arm (Liu, Buccapatnam &
+    Shroff, "Information Directed Sampling for Stochastic Bandits with Graph
+    Feedback", AAAI 2018), so g(a) = v(a) + free_below * sum_{b < a} v(b).
+    Expectations are over `draws` of the reward belief, shape (arms, draws):
+    the same fixed draws as `probability_best`.
+    Where probability matching keeps playing an arm that is nearly as good
+    and barely informative, IDS plays it only as far as it pays in information.
+    """
+    arms = len(draws)
+    best = np.argmax(draws, axis=0)
+    p_best = np.bincount(best, minlength=arms) / _DRAWS
+    mu = draws.mean(axis=1)
+    regret = np.maximum(draws.max(axis=0).mean() - mu, 0.0)
+    variance = np.zeros(arms)
+    for j in np.flatnonzero(p_best > 0.0):
+        variance += p_best[j] * (draws[:, best == j].mean(axis=1) - mu) ** 2
+    lower = np.concatenate([[0.0], np.cumsum(variance)[:-1]])
+    gain = variance + free_below * lower
+    pmf = np.zeros(arms)
+    if gain.max() <= _NO_INFORMATION:
+        pmf[int(np.argmin(regret))] = 1.0
+        return pmf
+    # Every pair (i, j) mixed at q on a grid: the optimum is on two arms at most.
+    q = _MIX_GRID[:, None, None]
+    mixed_regret = q * regret[None, :, None] + (1.0 - q) * regret[None, None, :]
+    mixed_gain = q * gain[None, :, None] + (1.0 - q) * gain[None, None, :]
+    ratio = np.full(mixed_gain.shape, np.inf)
+    np.divide(mixed_regret**2, mixed_gain, out=ratio, where=mixed_gain > 0.0)
+    k, i, j = np.unravel_index(int(np.argmin(ratio)), ratio.shape)
+    pmf[i] += float(_MIX_GRID[k])
+    pmf[j] += 1.0 - float(_MIX_GRID[k])
+    return pmf
 
 
 def explore(
@@ -133,12 +192,15 @@ def explore(
         greedy = int(np.flatnonzero(supported)[np.argmax(mean[supported])])
     else:
         greedy = default_arm
-    p_best = probability_best(mean, cov)
+    draws = _draws(mean, cov)
+    p_best = _p_best_of(draws)
 
     candidates = p_best >= config.plausible_min
     candidates[max(greedy - 1, 0) : greedy + 2] = True
 
-    weights = np.where(candidates, p_best, 0.0)
+    use_ids = config.rule == "ids" or (config.rule == "auto" and free_below > 0.0)
+    target = information_directed(draws, free_below) if use_ids else p_best
+    weights = np.where(candidates, target, 0.0)
     weights[greedy] = 0.0
     below = np.arange(arms) < greedy
     weights[below] *= 1.0 - free_below

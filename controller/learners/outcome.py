@@ -37,7 +37,7 @@ from controller.learners.pooling import (
     deviation_step_sd,
     fit_shape,
     pooled_posterior,
-    segment_step_sds,
+    step_sds,
 )
 from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 from policies.builder import ArmBeliefs
@@ -307,15 +307,15 @@ class OutcomeLearner:
             self.config.token_step_sd,
             _step_sampling(token_information),
         )
-        # Segments measured on paired requests may loosen their own deviation scale;
-        # the others keep the fleet's (as every segment did before traces).
+        # Segments measured on paired requests may loosen the steps where they depart;
+        # the others keep the fleet's scale (as every segment did before traces).
         em_step_sds: float | NDArray[np.float64] = em_step_sd
-        if paired:
-            own = segment_step_sds(
-                em_y, em_precision, em_shape[0], em_step_sd, _step_sampling(em_information)
-            )
+        if em_information is not None:
+            sampling = _step_sampling(em_information)
+            assert sampling is not None  # noqa: S101 - given with the information
+            own = step_sds(em_y, em_precision, em_shape[0], em_step_sd, sampling)
             has_pairs = np.array([o.em_information is not None for o in observations])
-            em_step_sds = np.where(has_pairs, own, em_step_sd)
+            em_step_sds = np.where(has_pairs[:, None], own, em_step_sd)
         em_mean, em_cov = pooled_posterior(
             em_y,
             em_precision,

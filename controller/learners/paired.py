@@ -189,7 +189,7 @@ def correlation(paired: PairedView, arms: int) -> NDArray[np.float64]:
         block = np.ix_(idx, idx)
         covariance[block] += cross - np.outer(total, total) / n
         pairs[block] += n
-    variance = np.diag(covariance).copy()
+    variance = np.maximum(np.diag(covariance), 0.0)
     scale = np.sqrt(np.outer(variance, variance))
     with np.errstate(divide="ignore", invalid="ignore"):
         measured = np.where(scale > 0.0, covariance / scale, 0.0)

@@ -147,35 +147,40 @@ def deviation_step_sd(
     return max(floor_sd, variance**0.5 if variance > 0.0 else 0.0)
 
 
-# Steps' worth of the fleet-wide scale in each segment's own (pseudo-observations).
-_SEGMENT_SCALE_PRIOR_STEPS = 3.0
+# What the fleet's scale is worth, in steps, against one segment's own measured step.
+_STEP_SCALE_PRIOR = 1.0
+# A step counts as departing from the shape only past this many sampling variances.
+_DEPARTURE_SAMPLING_VARIANCES = 3.0
 
 
-def segment_step_sds(
+def step_sds(
     y: NDArray[np.float64],
     precision: NDArray[np.float64],
     shape: NDArray[np.float64],
     fleet_sd: float,
-    step_sampling: NDArray[np.float64] | None = None,
+    step_sampling: NDArray[np.float64],
 ) -> NDArray[np.float64]:
-    """Each segment's deviation scale: the fleet's, loosened where its own steps say more.
+    """Prior sd of each step of each segment: the fleet's, loosened where a step departs.
 
-    One fleet-wide scale shrinks a segment that truly departs from the common
-    shape (a science segment whose EM still rises past 0.95 while the others'
-    fall) as hard as the rest. Per segment, the same method of moments as
-    `deviation_step_sd` on its own measured steps, with the fleet's scale
-    worth `_SEGMENT_SCALE_PRIOR_STEPS` steps, gives its own scale; a segment
-    is never pooled harder than the fleet. Precisely measured steps (paired
-    arms) are what let a segment's data speak here.
+    One fleet-wide scale shrinks a segment whose curve truly departs from
+    the common shape at one step (a science segment whose EM still rises past
+    0.95 while the others' fall) as hard as every other step. A step measured
+    precisely enough (paired arms) whose departure from the shape exceeds
+    `_DEPARTURE_SAMPLING_VARIANCES` of its sampling variance gets its own,
+    wider scale (the excess, with the fleet's worth `_STEP_SCALE_PRIOR` steps):
+    a local scale, in the spirit of shrinkage priors with heavy tails. No
+    step is pooled harder than the fleet's scale says.
+
+    Returns:
+        Shape (S, K - 1).
     """
     both = (precision[:, :-1] > 0.0) & (precision[:, 1:] > 0.0)
-    with np.errstate(divide="ignore"):
-        sampling = np.where(both, 1.0 / precision[:, :-1] + 1.0 / precision[:, 1:], np.inf)
-    if step_sampling is not None:
-        sampling = np.where(both, np.minimum(sampling, step_sampling), np.inf)
     step = np.diff(y, axis=1) - np.diff(shape)[None, :]
-    excess = np.where(both, step**2 - sampling, 0.0).sum(axis=1)
-    steps = both.sum(axis=1)
-    prior = _SEGMENT_SCALE_PRIOR_STEPS
-    own = (prior * fleet_sd**2 + excess) / (prior + steps)
+    excess = np.where(
+        both & np.isfinite(step_sampling),
+        np.maximum(step**2 - _DEPARTURE_SAMPLING_VARIANCES * step_sampling, 0.0),
+        0.0,
+    )
+    prior = _STEP_SCALE_PRIOR
+    own = (prior * fleet_sd**2 + excess) / (prior + 1.0)
     return np.asarray(np.sqrt(np.maximum(own, fleet_sd**2)), dtype=np.float64)

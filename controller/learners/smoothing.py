@@ -51,8 +51,8 @@ def smooth_posterior(
     Args:
         y: observed mean per arm (ignored where `precision` is 0), shape (K,) or (S, K).
         precision: information per arm, n_k / variance_k (0 for no data), shaped like `y`.
-        step_sd: prior standard deviation of the difference between neighbouring arms
-            (one for all curves, or one per curve).
+        step_sd: prior standard deviation of the difference between neighbouring arms:
+            one for all, or one per step of each curve, shape (..., K - 1).
         level_mean: prior mean of the overall level (one per curve).
         level_sd: prior standard deviation of the overall level (large: vague).
         information: the data's information (matrix (..., K, K), vector (..., K)) where
@@ -63,8 +63,16 @@ def smooth_posterior(
         (mean, covariance) of the posterior, shapes (..., K) and (..., K, K).
     """
     arms = y.shape[-1]
-    step_var = np.asarray(step_sd, dtype=np.float64) ** 2
-    prior_precision = path_laplacian(arms) / step_var[..., None, None] + np.eye(arms) / level_sd**2
+    if np.ndim(step_sd) == 0:
+        prior_precision = path_laplacian(arms) / float(step_sd) ** 2 + np.eye(arms) / level_sd**2
+    else:
+        # One prior sd per step between neighbours (per curve): a weighted path Laplacian.
+        difference = np.diff(np.eye(arms), axis=0)
+        edge_precision = 1.0 / np.asarray(step_sd, dtype=np.float64) ** 2
+        prior_precision = (
+            np.einsum("ek,...e,el->...kl", difference, edge_precision, difference)
+            + np.eye(arms) / level_sd**2
+        )
     if information is None:
         data_matrix = precision[..., None] * np.eye(arms)
         data_vector = precision * np.where(precision > 0.0, y, 0.0)

@@ -27,15 +27,16 @@ configs = st.builds(
     plausible_min=st.floats(0.0, 0.2),
     max_explore=st.floats(0.0, 0.5),
     probe=st.floats(0.0, 0.2),
+    rule=st.sampled_from(["auto", "ids", "matching"]),
 )
 
 
-@given(beliefs(), configs)
+@given(beliefs(), configs, st.floats(0.0, 1.0))
 @settings(max_examples=150, deadline=None)
-def test_pmf_is_a_distribution_with_floors(b, config) -> None:
+def test_pmf_is_a_distribution_with_floors(b, config, free_below) -> None:
     """The pmf sums to 1, every entry is in [0, 1], candidates get the floor, others nothing."""
     mean, cov, support, default = b
-    result = explore(mean, cov, support, default, config)
+    result = explore(mean, cov, support, default, config, free_below=free_below)
     assert abs(result.pmf.sum() - 1.0) < 1e-9
     assert (result.pmf >= 0).all()
     assert (result.pmf <= 1).all()
