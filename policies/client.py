@@ -5,7 +5,7 @@ daemon's `/policies` endpoint or a policies file go in through `offer` or
 `offer_document`; `choose` comes out. The Kafka, HTTP and file edges live in
 `policies.sources` and only feed it.
 
-Folding rule (shared/SCHEMA.md): per segment, a policy replaces the held one
+Folding rule (docs/wire-contract.md): per segment, a policy replaces the held one
 only if its version is higher, so reading the topic from the beginning gives
 the same state whether or not the broker has compacted it, and duplicates or
 late, older versions change nothing. A tombstone (a key with no value)
@@ -69,7 +69,7 @@ class Choice:
         ts: float,
         context: Mapping[str, ContextValue] | None = None,
     ) -> Decision:
-        """The decision event that logs this choice (shared/SCHEMA.md)."""
+        """The decision event that logs this choice (docs/wire-contract.md)."""
         return Decision(
             v=1,
             request_id=request_id,

@@ -1,4 +1,4 @@
-"""HMAC-SHA256 signatures of policies (shared/SCHEMA.md).
+"""HMAC-SHA256 signatures of policies (docs/wire-contract.md).
 
 The signature covers the canonical JSON of the policy without its
 `signature` field: keys sorted, no spaces. A node holding the key rejects

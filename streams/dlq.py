@@ -1,4 +1,4 @@
-r"""Dead-letter records: a rejected message, its reason and where it came from (shared/SCHEMA.md).
+r"""Dead-letter records: a rejected message, its reason and where it came from (the wire contract).
 
 The record is JSON with exactly the contract's fields: reason, topic,
 partition, offset, key, value. Key and value are the original bytes as text

@@ -1,4 +1,4 @@
-"""Wire models of the v1 contract (shared/SCHEMA.md): decision, outcome, policy.
+"""Wire models of the v1 contract (docs/wire-contract.md): decision, outcome, policy.
 
 Every rule the contract states is enforced here, so that whatever passes
 validation can be joined and learned without further checks. Models are

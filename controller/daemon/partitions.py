@@ -1,6 +1,6 @@
 """The partitions this member owns: their state, how they are assigned, revoked, lost, restored.
 
-The partition is the unit of state (shared/ARCHITECTURE.md): each has its own
+The partition is the unit of state (docs/design.md): each has its own
 `ControllerCore` (segments, join buffer, learned ids, models), created empty
 or restored from its checkpoint when the partition is assigned, and dropped
 when it is revoked.

@@ -26,13 +26,18 @@ import base64
 import hashlib
 import math
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmMoments, ArmStats
-from controller.learners.paired import paired_information, step_variances, view
+from controller.learners.arm_stats import ArmStats
+from controller.learners.observations import (
+    Observations,
+    cold_start,
+    observations_of,
+    stacked,
+    step_sampling,
+)
 from controller.learners.pooling import (
     deviation_step_sd,
     fit_shape,
@@ -51,47 +56,11 @@ if TYPE_CHECKING:
     from streams.events import ContextValue
     from streams.join import Interaction
 
-_EM_VAR_FLOOR = 0.01
-_DEFAULT_EM_VAR = 0.25
-_VARIANCE_PRIOR_N = 20.0
-_DEFAULT_TOKEN_CV = 1.0
 _PRIOR_SUPPORT_FACTOR = 10.0
 _EM_LEVEL_SD = 1.0
 _LOG_TOKEN_LEVEL_SD = 10.0
-_LOG_TOKEN_VAR_FLOOR = 1e-4
 # What another segment's observation of an arm is worth, as support, to this one's.
 _SHARED_SUPPORT = 0.1
-
-
-@dataclass
-class _Observations:
-    """One segment's per-arm data: EM and log-token means with their precisions."""
-
-    n: NDArray[np.float64]
-    prior: NDArray[np.float64]
-    em: NDArray[np.float64]
-    em_precision: NDArray[np.float64]
-    log_tokens: NDArray[np.float64]
-    log_tokens_precision: NDArray[np.float64]
-    # Where requests were seen at several arms: the full information about each outcome.
-    em_information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-    log_tokens_information: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-
-    def information(self, outcome: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """(matrix, vector) of one outcome; diagonal where no request was paired."""
-        paired = self.em_information if outcome == "em" else self.log_tokens_information
-        if paired is not None:
-            return paired
-        y, precision = (
-            (self.em, self.em_precision)
-            if outcome == "em"
-            else (self.log_tokens, self.log_tokens_precision)
-        )
-        return np.diag(precision), precision * np.where(precision > 0.0, y, 0.0)
-
-    @classmethod
-    def empty(cls, arms: int) -> _Observations:
-        return cls(*(np.zeros(arms) for _ in range(6)))  # type: ignore[arg-type]
 
 
 def _feature_token(text: str) -> str:
@@ -201,76 +170,12 @@ class OutcomeLearner:
         tokens = [math.expm1(self.tokens_model.predict_one(f"{shared} |a a{k}")) for k in arms]
         return em, tokens
 
-    def _observations(self, segment: str) -> _Observations:
-        """Per-arm means and precisions of EM and log tokens from the segment's own data."""
-        k_arms = len(self.arms)
-        obs = _Observations.empty(k_arms)
-        stats = self.stats.get(segment)
-        if stats is None:
-            return obs
-        moments = [stats.moments(k) for k in range(k_arms)]
-        em_var_pooled, cv2_pooled = _pooled_variances(moments)
-        em_vars = np.ones(k_arms)
-        token_cv2s = np.ones(k_arms)
-        for k, m in enumerate(moments):
-            obs.n[k] = m.n
-            if m.n <= 0.0:
-                continue
-            # A few observations say little about their own spread (19 successes out of 19
-            # have variance 0): shrink each arm's variance towards the segment's pooled one.
-            em_var = (m.n * m.em_var + _VARIANCE_PRIOR_N * em_var_pooled) / (
-                m.n + _VARIANCE_PRIOR_N
-            )
-            cv2 = m.tokens_var / m.tokens**2 if m.tokens > 0.0 else cv2_pooled
-            cv2 = (m.n * cv2 + _VARIANCE_PRIOR_N * cv2_pooled) / (m.n + _VARIANCE_PRIOR_N)
-            obs.em[k], obs.em_precision[k] = m.em, m.n / max(em_var, _EM_VAR_FLOOR)
-            # log of a mean has variance cv^2 / n (delta method).
-            obs.log_tokens[k] = math.log(max(m.tokens, 1.0))
-            obs.log_tokens_precision[k] = m.n / max(cv2, _LOG_TOKEN_VAR_FLOOR)
-            em_vars[k], token_cv2s[k] = max(em_var, _EM_VAR_FLOOR), max(cv2, _LOG_TOKEN_VAR_FLOOR)
-        if stats.paired.patterns:
-            self._add_paired(obs, stats, em_vars, token_cv2s)
-        return obs
-
-    @staticmethod
-    def _add_paired(
-        obs: _Observations,
-        stats: ArmStats,
-        em_vars: NDArray[np.float64],
-        token_cv2s: NDArray[np.float64],
-    ) -> None:
-        # EM in its own unit; tokens relative to each arm's mean, so that their information
-        # is about log tokens (delta method: d log m = dm / m), the scale the pooling uses.
-        seen = obs.n > 0.0
-        variance = np.where(seen, em_vars, 1.0)
-        obs.em_information = paired_information(
-            obs.n, obs.n * obs.em, variance, view(stats.paired, "em", np.ones_like(obs.n))
-        )
-        unit = np.exp(obs.log_tokens)
-        matrix, vector = paired_information(
-            obs.n,
-            obs.n.copy(),
-            np.where(seen, token_cv2s, 1.0),
-            view(stats.paired, "tokens", unit),
-        )
-        obs.log_tokens_information = (matrix, matrix @ (obs.log_tokens - 1.0) + vector)
-
-    def _cold_start(self, segment: str) -> _Observations:
+    def _cold_start(self, segment: str) -> Observations:
         # A segment with no data of its own starts from the shared models, worth a few observations.
-        k_arms = len(self.arms)
-        obs = _Observations.empty(k_arms)
         prior_em, prior_tokens = self.prior(segment)
-        for k in range(k_arms):
-            n0 = self._prior_weight(k)
-            if n0 <= 0.0:
-                continue
-            em = min(max(prior_em[k], 0.0), 1.0)
-            obs.em[k] = em
-            obs.em_precision[k] = n0 / max(em * (1.0 - em), _EM_VAR_FLOOR)
-            obs.log_tokens[k] = math.log(max(prior_tokens[k], 1.0))
-            obs.log_tokens_precision[k] = n0 / _DEFAULT_TOKEN_CV**2
-            obs.prior[k] = n0
-        return obs
+        return cold_start(
+            prior_em, prior_tokens, [self._prior_weight(k) for k in range(len(self.arms))]
+        )
 
     def estimates_all(self, extra: Sequence[str] = ()) -> dict[str, ArmBeliefs]:
         """Per-arm posterior of every known segment (and of `extra` ones, cold-started).
@@ -282,20 +187,21 @@ class OutcomeLearner:
         if not segments:
             return {}
         observations = [
-            self._observations(s) if s in self.stats else self._cold_start(s) for s in segments
+            observations_of(self.stats[s]) if s in self.stats else self._cold_start(s)
+            for s in segments
         ]
         em_y = np.stack([o.em for o in observations])
         em_precision = np.stack([o.em_precision for o in observations])
         em_shape = fit_shape(em_y, em_precision)
         paired = any(o.em_information is not None for o in observations)
-        em_information = _stacked(observations, "em") if paired else None
-        token_information = _stacked(observations, "tokens") if paired else None
+        em_information = stacked(observations, "em") if paired else None
+        token_information = stacked(observations, "tokens") if paired else None
         em_step_sd = deviation_step_sd(
             em_y,
             em_precision,
             em_shape[0],
             self.config.em_step_sd,
-            _step_sampling(em_information),
+            step_sampling(em_information),
         )
         token_y = np.stack([o.log_tokens for o in observations])
         token_precision = np.stack([o.log_tokens_precision for o in observations])
@@ -305,13 +211,13 @@ class OutcomeLearner:
             token_precision,
             token_shape[0],
             self.config.token_step_sd,
-            _step_sampling(token_information),
+            step_sampling(token_information),
         )
         # Segments measured on paired requests may loosen the steps where they depart;
         # the others keep the fleet's scale (as every segment did before traces).
         em_step_sds: float | NDArray[np.float64] = em_step_sd
         if em_information is not None:
-            sampling = _step_sampling(em_information)
+            sampling = step_sampling(em_information)
             assert sampling is not None  # noqa: S101 - given with the information
             own = step_sds(em_y, em_precision, em_shape[0], em_step_sd, sampling)
             has_pairs = np.array([o.em_information is not None for o in observations])
@@ -398,28 +304,3 @@ class OutcomeLearner:
             self._shared_for(segment, context)
         self.arm_counts = list(state["arm_counts"])
         self.learned = int(state["learned"])
-
-
-def _stacked(
-    observations: Sequence[_Observations], outcome: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    matrices, vectors = zip(*(o.information(outcome) for o in observations), strict=True)
-    return np.stack(matrices), np.stack(vectors)
-
-
-def _step_sampling(
-    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
-) -> NDArray[np.float64] | None:
-    if information is None:
-        return None
-    return np.stack([step_variances(matrix) for matrix in information[0]])
-
-
-def _pooled_variances(moments: Sequence[ArmMoments]) -> tuple[float, float]:
-    """The segment's EM variance and squared token CV, pooled over arms (defaults if no data)."""
-    n = sum(m.n for m in moments)
-    if n < _VARIANCE_PRIOR_N:
-        return _DEFAULT_EM_VAR, _DEFAULT_TOKEN_CV**2
-    em_var = sum(m.n * m.em_var for m in moments) / n
-    cv2 = sum(m.n * m.tokens_var / m.tokens**2 for m in moments if m.tokens > 0.0) / n
-    return max(em_var, _EM_VAR_FLOOR), max(cv2, _LOG_TOKEN_VAR_FLOOR)

@@ -1,4 +1,4 @@
-"""Simulated fleets (the scenario format of shared/SCHEMA.md) and their ground truth.
+"""Simulated fleets (the scenario format of docs/wire-contract.md) and their ground truth.
 
 The controller never reads these; the simulator, the fleet command and the
 benchmarks do. `Truth` is the scenario's state at one moment (after the

@@ -1,1 +1,1 @@
-"""Simulated fleets shipped with the package (the format is in shared/SCHEMA.md)."""
+"""Simulated fleets shipped with the package (the format is in docs/wire-contract.md)."""

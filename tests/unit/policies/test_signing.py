@@ -1,6 +1,6 @@
 """Policy signatures: the documented rule byte for byte, and every way a document can fail it.
 
-The rule (shared/SCHEMA.md): HMAC-SHA256 with the shared key over the
+The rule (docs/wire-contract.md): HMAC-SHA256 with the shared key over the
 canonical JSON of the policy without `signature`: keys sorted, no spaces.
 Where SCHEMA.md is silent, the implementation writes UTF-8 as is (no backslash-u
 escapes), omits null fields, and never writes NaN; the literal vectors

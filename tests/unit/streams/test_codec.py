@@ -1,4 +1,4 @@
-"""The wire gate: every rule of shared/SCHEMA.md for decisions and outcomes, rejected by `decode`.
+"""The wire gate: every rule of docs/wire-contract.md for decisions and outcomes, rejected.
 
 Strictness chosen for a contract that librdkafka and Java clients must meet
 from SCHEMA.md alone (each choice has a test below):
