@@ -176,3 +176,49 @@ def test_nearest_arm_is_the_closest_and_the_first_of_a_tie():
     assert nearest_arm(ARMS, 0.96) == 2
     assert nearest_arm(ARMS, 0.2) == 0
     assert nearest_arm([0.25, 0.75], 0.5) == 0
+
+
+def _traced_outcomes(coupling: float, count: int) -> tuple[Truth, np.ndarray, np.ndarray]:
+    """EM and tokens of `count` requests played at the top arm, at every arm (from traces)."""
+    truth = Truth(SCENARIO.with_trace(1.0, coupling))
+    requests = Requests(truth, seed=5)
+    top = len(truth.arms) - 1
+    em, tokens = [], []
+    for index in range(count):
+        request = requests.draw(index)
+        if request.segment != 0:
+            continue
+        outcome = requests.outcome(request, top)
+        assert outcome.counterfactual is not None
+        em.append([e for _, e, _ in outcome.counterfactual] + [outcome.em])
+        tokens.append([t for _, _, t in outcome.counterfactual] + [outcome.tokens])
+    return truth, np.array(em), np.array(tokens)
+
+
+@pytest.mark.parametrize("coupling", [0.0, 0.5, 1.0])
+def test_each_arms_traced_em_has_the_curves_marginal(coupling: float) -> None:
+    """Whatever the coupling, EM at each arm of a trace is the curve's, within 4.5 se."""
+    truth, em, _ = _traced_outcomes(coupling, 20_000)
+    expected = truth.em[0]
+    se = np.sqrt(expected * (1 - expected) / len(em))
+    assert np.all(np.abs(em.mean(axis=0) - expected) <= 4.5 * se + 1e-12)
+
+
+def test_coupling_makes_one_requests_outcomes_alike_and_tokens_rise_with_the_arm() -> None:
+    """Outcomes of neighbouring arms agree more as coupling grows; tokens never fall."""
+    agreement = []
+    for coupling in (0.0, 0.5, 1.0):
+        _, em, tokens = _traced_outcomes(coupling, 8000)
+        agreement.append(float((em[:, -1] == em[:, -2]).mean()))
+        assert np.all(np.diff(tokens, axis=1) >= 0)
+    assert agreement[0] < agreement[1] < agreement[2]
+    # One latent for all arms: the two top arms (EM 0.5 and 0.55) disagree only in between.
+    assert agreement[2] > 0.9
+
+
+def test_untraced_requests_carry_no_counterfactual() -> None:
+    """Share 0: the copula still draws the outcome, and nothing else is sent."""
+    truth = Truth(SCENARIO.with_trace(0.0, 0.8))
+    requests = Requests(truth, seed=5)
+    outcomes = [requests.outcome(requests.draw(i), len(truth.arms) - 1) for i in range(200)]
+    assert all(o.counterfactual is None for o in outcomes)
