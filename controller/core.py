@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from controller.learners.vw import Backend
 
 STATE_FORMAT = 1
+_MASS_CACHE_SIZE = 4096
 
 
 class ControllerCore:
@@ -39,6 +40,7 @@ class ControllerCore:
         self.book = PolicyBook()
         self.drifts = 0
         self.counterfactual_dropped: Counter[str] = Counter()
+        self._mass_cache: dict[tuple[tuple[tuple[float, float], ...], float], list[float]] = {}
 
     def arm_of(self, threshold: float) -> int:
         """Index of a decision's threshold among the arms.
@@ -110,6 +112,17 @@ class ControllerCore:
         # lower bound on the chance of observing a lower arm: weights stay conservative).
         if interaction.pmf is None:
             return [interaction.probability] * len(self.config.arms)
+        # A policy's pmf repeats on every request drawn from it: computed once per pmf.
+        key = (interaction.pmf, interaction.probability)
+        mass = self._mass_cache.get(key)
+        if mass is None:
+            if len(self._mass_cache) >= _MASS_CACHE_SIZE:
+                self._mass_cache.clear()
+            mass = self._mass_cache[key] = self._suffix_mass(interaction)
+        return mass
+
+    def _suffix_mass(self, interaction: Interaction) -> list[float]:
+        assert interaction.pmf is not None  # noqa: S101 - the caller checked it
         pmf = [0.0] * len(self.config.arms)
         for arm, probability in interaction.pmf:
             index = self.config.arm_index(arm)
