@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 
 from controller.commands import UsageError
+from controller.commands.simulate import add_trace_arguments
 from controller.demo.run import Demo, DemoSettings
 from controller.demo.view import progress_table, save_plot, summary, summary_table
 from controller.logs import configure_logging
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML")
+    add_trace_arguments(parser)
     parser.add_argument(
         "--interactions", type=int, default=DEFAULT_INTERACTIONS, help="requests the fleet makes"
     )
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             publish_every=args.publish_every,
             bootstrap_servers=args.bootstrap,
             nodes=args.nodes,
+            trace_share=args.trace_share,
+            coupling=args.coupling,
         )
     )
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -14,7 +14,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from controller.commands import UsageError
-from controller.commands.simulate import simulation_config
+from controller.commands.simulate import add_trace_arguments, simulation_config
 from controller.demo.view import progress_table
 from controller.logs import configure_logging
 from controller.sim.fleet import Fleet
@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML")
+    add_trace_arguments(parser)
     parser.add_argument("--bootstrap", required=True, help="Kafka broker(s), HOST:PORT[,...]")
     parser.add_argument(
         "--rate", type=float, default=200.0, help="requests per second (0: no limit)"
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interactions < 1 or args.nodes < 1 or args.rate < 0:
         raise UsageError("--interactions and --nodes must be at least 1, --rate at least 0")
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario).with_trace(args.trace_share, args.coupling)
     except ValueError as error:
         raise UsageError(str(error)) from None
     configure_logging("console", "warning")

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--publish-every", type=int, default=1000, help="republish policies every N interactions"
     )
+    add_trace_arguments(parser)
+    parser.add_argument("--log-events", type=Path, help="write every event as JSON lines (.gz ok)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--trace-share` and `--coupling`: counterfactual traces, overriding the scenario's."""
     parser.add_argument(
         "--trace-share",
         type=_fraction,
@@ -53,9 +61,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_fraction,
         help="how alike one request's outcomes at different arms are, 0-1 (overrides the scenario)",
     )
-    parser.add_argument("--log-events", type=Path, help="write every event as JSON lines (.gz ok)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.set_defaults(handler=run)
 
 
 def _fraction(text: str) -> float:

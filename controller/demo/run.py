@@ -37,7 +37,7 @@ from controller.commands.simulate import simulation_config
 from controller.config import load_config
 from controller.demo.pacing import PacedDaemon, PublishPacer
 from controller.sim.fleet import Fleet, FleetError, Progress
-from controller.sim.scenario import load_scenario
+from controller.sim.scenario import Scenario, load_scenario
 from policies.client import PolicyClient
 from policies.emitter import EventEmitter
 from policies.sources import TopicFollower
@@ -68,6 +68,8 @@ class DemoSettings:
         publish_every: requests between publish rounds (as `simulate --publish-every`).
         bootstrap_servers: an existing broker, or None to start an embedded Tansu.
         nodes: simulated serving nodes, each following the policies topic.
+        trace_share: share of requests sending counterfactual traces (None: the scenario's).
+        coupling: how alike a request's outcomes at different arms are (None: the scenario's).
     """
 
     scenario_path: Path
@@ -76,11 +78,17 @@ class DemoSettings:
     publish_every: int = 1000
     bootstrap_servers: str | None = None
     nodes: int = 2
+    trace_share: float | None = None
+    coupling: float | None = None
+
+    def scenario(self) -> Scenario:
+        """The scenario file, with the trace settings asked for."""
+        return load_scenario(self.scenario_path).with_trace(self.trace_share, self.coupling)
 
 
 def demo_config(settings: DemoSettings, bootstrap_servers: str, workdir: Path) -> StopbanditConfig:
     """The daemon's config: the simulator's learning settings, the demo's own topics."""
-    scenario = load_scenario(settings.scenario_path)
+    scenario = settings.scenario()
     learning = simulation_config(scenario, None)
     suffix = uuid.uuid4().hex[:10]
     return load_config(
@@ -112,7 +120,7 @@ class Demo:
 
     def __init__(self, settings: DemoSettings) -> None:
         self.settings = settings
-        self.scenario = load_scenario(settings.scenario_path)
+        self.scenario = settings.scenario()
         self._stop = threading.Event()
         self.fleet: Fleet | None = None
         self.daemon: PacedDaemon | None = None
