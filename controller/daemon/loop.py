@@ -4,7 +4,8 @@ Each iteration, in order:
 
 1. restore partitions assigned since the last iteration (partitions.py);
 2. poll a batch; decode, join and learn each message in its partition's core,
-   dead-lettering what is invalid (the loop never stops for bad data);
+   dead-lettering what is invalid (the loop never stops for bad data) and
+   counting counterfactual traces dropped, at decode or by the core;
 3. if `checkpoint.interval_s` passed: flush, checkpoint, commit
    (checkpointing.py; the flush publishes a round); otherwise, if
    `publish.interval_s` passed: build and send the changed policies, flush;
@@ -41,6 +42,7 @@ from controller.daemon.partitions import Partitions, RebalanceListener
 from controller.daemon.publish import Publisher
 from streams.codec import InvalidEventError, decode
 from streams.dlq import DeadLetter
+from streams.events import Outcome
 from streams.kafka import (
     Backoff,
     DeliveryError,
@@ -60,7 +62,9 @@ if TYPE_CHECKING:
     from controller.config import StopbanditConfig
     from controller.daemon.checkpoint_stores import CheckpointStore
     from controller.daemon.consumer import ConsumedRecord, Consumer
-    from streams.events import Policy
+    from controller.daemon.partitions import PartitionState
+    from streams.events import Event, Policy
+    from streams.join import Interaction
 
     # What one poll returns.
     Records: TypeAlias = Mapping[TopicPartition, Sequence[ConsumedRecord]]
@@ -73,6 +77,9 @@ MAX_CLOCK_SKEW_S = 60.0
 POLL_TIMEOUT_MS = 200
 FLUSH_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_MS = 5000
+# Dropped counterfactual traces logged per reason (each one is counted): enough to find
+# the producer, not one line per message of a node that sends every trace wrong.
+DROPPED_TRACES_LOGGED = 5
 # Liveness: the loop must come round this often; a poll, a flush or a checkpoint
 # may each take up to their timeouts, so the bound leaves room for all of them.
 STALE_AFTER_S = 60.0
@@ -136,6 +143,7 @@ class Daemon:
         self.events_processed = 0
         self.heartbeat_s = monotonic()
         self._next_publish_s = 0.0
+        self._traces_logged: Counter[str] = Counter()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -312,8 +320,9 @@ class Daemon:
                 try:
                     event = decode(message.key, message.value)
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
-                    state.core.offer(event, state.watermark_s)
+                    interaction = state.core.offer(event, state.watermark_s)
                     types[event.type] += 1
+                    self._count_dropped_traces(state, event, interaction, message)
                 except InvalidEventError as error:
                     self._dead_letter(connected.outbox, message, error.kind, error.reason)
                 except Exception as error:  # one message must not stop the loop
@@ -330,6 +339,41 @@ class Daemon:
             self.metrics.events_consumed.labels(event_type).inc(n)
         self.events_processed += count
         return count
+
+    def _count_dropped_traces(
+        self,
+        state: PartitionState,
+        event: Event,
+        interaction: Interaction | None,
+        message: ConsumedRecord,
+    ) -> None:
+        """Count the counterfactual traces `event` dropped; log the first few of each reason.
+
+        A trace breaking a wire rule is dropped at decode (the outcome's
+        `counterfactual_dropped`); one breaking a rule of the decision, by the core
+        when the join completes, on whichever of the two events completed it.
+        """
+        if isinstance(event, Outcome) and event.counterfactual_dropped is not None:
+            self._trace_dropped(event.counterfactual_dropped, 1, message, event.request_id)
+        if interaction is not None and interaction.counterfactual:
+            for reason, n in state.dropped_traces().items():
+                self._trace_dropped(reason, n, message, event.request_id)
+
+    def _trace_dropped(
+        self, reason: str, count: int, message: ConsumedRecord, request_id: str
+    ) -> None:
+        self.metrics.counterfactual_dropped.labels(reason).inc(count)
+        logged = self._traces_logged[reason]
+        if logged < DROPPED_TRACES_LOGGED:
+            self._traces_logged[reason] = logged + 1
+            log.info(
+                "counterfactual.dropped",
+                reason=reason,
+                partition=message.partition,
+                offset=message.offset,
+                request_id=request_id,
+                logged=f"{logged + 1}/{DROPPED_TRACES_LOGGED}",  # then only counted
+            )
 
     def _dead_letter(self, outbox: Outbox, message: ConsumedRecord, kind: str, reason: str) -> None:
         letter = DeadLetter(

@@ -46,6 +46,14 @@ class Metrics:
             "Pending events evicted because join.max_pending was reached.",
             registry=r,
         )
+        self.counterfactual_dropped = Counter(
+            "stopbandit_counterfactual_dropped",
+            "Counterfactual traces dropped (their outcome still learned), by reason: a wire rule "
+            "broken (shape, arm, em, tokens, order, monotone) or a rule of the decision "
+            "(unknown_arm, not_below_played).",
+            ["reason"],
+            registry=r,
+        )
         self.learned = Counter(
             "stopbandit_interactions_learned", "Interactions that updated the models.", registry=r
         )

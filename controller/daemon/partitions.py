@@ -23,6 +23,7 @@ raise into the consumer: an exception would abort the rebalance.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -76,9 +77,25 @@ class PartitionState:
     _seen: dict[str, int] = field(default_factory=dict)
     # (the core's drift resets, its segments) when the segments' drift gauges were last set.
     _drifts_reported: tuple[int, int] = field(default=(-1, -1), init=False)
+    # The core's dropped traces by reason when last taken (`dropped_traces`).
+    _traces_dropped: Counter[str] = field(default_factory=Counter, init=False)
 
     def __post_init__(self) -> None:
         self._seen = self._counters()
+        self._traces_dropped = self.core.counterfactual_dropped.copy()
+
+    def dropped_traces(self) -> Counter[str]:
+        """The counterfactual traces the core dropped since the last call, by reason.
+
+        Called only after an interaction with a trace is learned (no other can be
+        dropped), so the comparison stays off the path of every other message.
+        """
+        now = self.core.counterfactual_dropped
+        if now == self._traces_dropped:
+            return Counter()
+        dropped = now - self._traces_dropped
+        self._traces_dropped = now.copy()
+        return dropped
 
     def _counters(self) -> dict[str, int]:
         stats = self.core.join.stats

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,13 @@ def config(**overrides: Any):
     return load_config(None, **settings)
 
 
-def interaction(i: int, arm: float = 1.0, em: float = 1.0) -> list[tuple[bytes, bytes]]:
-    """The decision and outcome messages of request `i` (key, value)."""
+def interaction(
+    i: int, arm: float = 1.0, em: float = 1.0, counterfactual: Any = None
+) -> list[tuple[bytes, bytes]]:
+    """The decision and outcome messages of request `i` (key, value).
+
+    `counterfactual` goes into the outcome as given, valid or not (a node's bytes).
+    """
     request_id = f"r-{i}"
     decision = Decision(
         v=1,
@@ -60,7 +66,12 @@ def interaction(i: int, arm: float = 1.0, em: float = 1.0) -> list[tuple[bytes, 
         policy_version=0,
     )
     outcome = Outcome(v=1, request_id=request_id, ts=1000.5 + i, segment=SEGMENT, em=em, tokens=900)
-    return [(SEGMENT.encode(), encode(decision)), (SEGMENT.encode(), encode(outcome))]
+    outcome_value = encode(outcome)
+    if counterfactual is not None:
+        document = json.loads(outcome_value)
+        document["counterfactual"] = counterfactual
+        outcome_value = json.dumps(document).encode()
+    return [(SEGMENT.encode(), encode(decision)), (SEGMENT.encode(), outcome_value)]
 
 
 def done() -> Future:

@@ -19,7 +19,7 @@ from daemon_fakes import (
 )
 from structlog.testing import capture_logs
 
-from controller.daemon.loop import Daemon
+from controller.daemon.loop import DROPPED_TRACES_LOGGED, Daemon
 from controller.daemon.publish import version_floor
 
 WALL_S = 1_800_000_000.0
@@ -213,3 +213,97 @@ def test_fallback_is_published_only_by_the_owner_of_partition_0(partitions):
 
     keys = {k for t, k, _ in daemon._producer.sent if t == "policies"}
     assert (b"*" in keys) == (0 in partitions)
+
+
+def test_dropped_counterfactual_traces_are_counted_by_reason_and_logged():
+    """Wire rules at decode, decision rules at the join: each reason counted; outcomes learned."""
+    journal = Journal()
+    traces = [
+        (1.0, [[0.5, 1.0, 950]]),  # more tokens than the outcome's 900
+        (1.0, [[0.5, 1.0, 400.5]]),  # tokens not an integer
+        (1.0, [[0.7, 1.0, 400], [0.5, 1.0, 300]]),  # descending arms
+        (1.0, [0.5, 1.0, 400]),  # not an array of triples
+        (0.7, [[0.9, 1.0, 400]]),  # at or above the played arm
+        (1.0, [[0.42, 1.0, 400]]),  # not one of the arms
+        (1.0, [[0.5, 0.0, 300], [0.9, 1.0, 700]]),  # valid
+    ]
+    messages = [m for i, (arm, trace) in enumerate(traces) for m in interaction(i, arm, 1.0, trace)]
+    daemon, _ = make_daemon([{0: messages}], journal)
+
+    with capture_logs() as logs:
+        daemon.run(max_events=len(messages))
+
+    sample = daemon.metrics.registry.get_sample_value
+    dropped = {
+        reason: sample("stopbandit_counterfactual_dropped_total", {"reason": reason})
+        for reason in ("monotone", "tokens", "order", "shape", "not_below_played", "unknown_arm")
+    }
+    assert dropped == dict.fromkeys(dropped, 1.0)
+    assert sample("stopbandit_counterfactual_dropped_total", {"reason": "em"}) is None
+    assert sample("stopbandit_interactions_learned_total") == len(traces)
+    assert sample("stopbandit_events_invalid_total", {"reason": "schema"}) is None
+    logged = [
+        (e["reason"], e["partition"], e["offset"], e["request_id"])
+        for e in logs
+        if e["event"] == "counterfactual.dropped"
+    ]
+    # Each outcome is the second message of its request: offsets 1, 3, 5, ...
+    assert logged == [
+        ("monotone", 0, 1, "r-0"),
+        ("tokens", 0, 3, "r-1"),
+        ("order", 0, 5, "r-2"),
+        ("shape", 0, 7, "r-3"),
+        ("not_below_played", 0, 9, "r-4"),
+        ("unknown_arm", 0, 11, "r-5"),
+    ]
+
+
+def test_a_decision_rule_drop_is_counted_on_the_event_completing_the_join():
+    """An outcome that arrives first waits; the decision completing the join carries the drop."""
+    journal = Journal()
+    decision, outcome = interaction(1, 0.7, 1.0, [[0.9, 1.0, 400]])
+    daemon, _ = make_daemon([{0: [outcome, decision]}], journal)
+
+    with capture_logs() as logs:
+        daemon.run(max_events=2)
+
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_counterfactual_dropped_total", {"reason": "not_below_played"}) == 1
+    (event,) = [e for e in logs if e["event"] == "counterfactual.dropped"]
+    assert (event["offset"], event["request_id"]) == (1, "r-1")
+
+
+def test_only_the_first_drops_of_each_reason_are_logged_every_one_counted():
+    """A node sending every trace wrong fills the counter, not the log."""
+    journal = Journal()
+    bad = 3 * DROPPED_TRACES_LOGGED
+    messages = [m for i in range(bad) for m in interaction(i, 1.0, 1.0, [[0.5, 1.0, 950]])]
+    messages += [m for i in range(bad, 2 * bad) for m in interaction(i, 0.7, 1.0, [[0.9, 1, 9]])]
+    daemon, _ = make_daemon([{0: messages}], journal)
+
+    with capture_logs() as logs:
+        daemon.run(max_events=len(messages))
+
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_counterfactual_dropped_total", {"reason": "monotone"}) == bad
+    assert sample("stopbandit_counterfactual_dropped_total", {"reason": "not_below_played"}) == bad
+    reasons = [e["reason"] for e in logs if e["event"] == "counterfactual.dropped"]
+    expected = ["monotone"] * DROPPED_TRACES_LOGGED + ["not_below_played"] * DROPPED_TRACES_LOGGED
+    assert reasons == expected
+
+
+def test_a_valid_trace_teaches_the_lower_arms_the_node_never_played():
+    """Requests played only at the reference arm publish estimates for the arms they traced."""
+    journal = Journal()
+    trace = [[0.5, 0.0, 300], [0.8, 1.0, 600], [0.95, 1.0, 850]]
+    messages = [m for i in range(6) for m in interaction(i, 1.0, 1.0, trace)]
+    daemon, _ = make_daemon([{0: messages}], journal)
+
+    daemon.run(max_events=len(messages))
+
+    estimates = daemon.policies()[SEGMENT].estimates
+    assert estimates is not None
+    n = dict(zip(daemon.config.arms, estimates.n, strict=True))
+    assert all(n[arm] > 0 for arm in (0.5, 0.8, 0.95)), n
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_counterfactual_dropped_total", {"reason": "monotone"}) is None
