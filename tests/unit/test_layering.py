@@ -129,6 +129,7 @@ NODE_MODULES = (
     "policies.emitter",
     "policies.sampling",
     "policies.signing",
+    "policies.counterfactual",
 )
 
 
