@@ -40,9 +40,9 @@ from controller.daemon.checkpointing import Checkpointer
 from controller.daemon.metrics import Metrics
 from controller.daemon.partitions import Partitions, RebalanceListener
 from controller.daemon.publish import Publisher
+from controller.daemon.traces import DroppedTraces
 from streams.codec import InvalidEventError, decode
 from streams.dlq import DeadLetter
-from streams.events import Outcome
 from streams.kafka import (
     Backoff,
     DeliveryError,
@@ -62,9 +62,7 @@ if TYPE_CHECKING:
     from controller.config import StopbanditConfig
     from controller.daemon.checkpoint_stores import CheckpointStore
     from controller.daemon.consumer import ConsumedRecord, Consumer
-    from controller.daemon.partitions import PartitionState
-    from streams.events import Event, Policy
-    from streams.join import Interaction
+    from streams.events import Policy
 
     # What one poll returns.
     Records: TypeAlias = Mapping[TopicPartition, Sequence[ConsumedRecord]]
@@ -77,9 +75,6 @@ MAX_CLOCK_SKEW_S = 60.0
 POLL_TIMEOUT_MS = 200
 FLUSH_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_MS = 5000
-# Dropped counterfactual traces logged per reason (each one is counted): enough to find
-# the producer, not one line per message of a node that sends every trace wrong.
-DROPPED_TRACES_LOGGED = 5
 # Liveness: the loop must come round this often; a poll, a flush or a checkpoint
 # may each take up to their timeouts, so the bound leaves room for all of them.
 STALE_AFTER_S = 60.0
@@ -143,7 +138,7 @@ class Daemon:
         self.events_processed = 0
         self.heartbeat_s = monotonic()
         self._next_publish_s = 0.0
-        self._traces_logged: Counter[str] = Counter()
+        self._dropped_traces = DroppedTraces(self.metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -322,7 +317,7 @@ class Daemon:
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
                     interaction = state.core.offer(event, state.watermark_s)
                     types[event.type] += 1
-                    self._count_dropped_traces(state, event, interaction, message)
+                    self._dropped_traces.count(state, event, interaction, message)
                 except InvalidEventError as error:
                     self._dead_letter(connected.outbox, message, error.kind, error.reason)
                 except Exception as error:  # one message must not stop the loop
@@ -339,41 +334,6 @@ class Daemon:
             self.metrics.events_consumed.labels(event_type).inc(n)
         self.events_processed += count
         return count
-
-    def _count_dropped_traces(
-        self,
-        state: PartitionState,
-        event: Event,
-        interaction: Interaction | None,
-        message: ConsumedRecord,
-    ) -> None:
-        """Count the counterfactual traces `event` dropped; log the first few of each reason.
-
-        A trace breaking a wire rule is dropped at decode (the outcome's
-        `counterfactual_dropped`); one breaking a rule of the decision, by the core
-        when the join completes, on whichever of the two events completed it.
-        """
-        if isinstance(event, Outcome) and event.counterfactual_dropped is not None:
-            self._trace_dropped(event.counterfactual_dropped, 1, message, event.request_id)
-        if interaction is not None and interaction.counterfactual:
-            for reason, n in state.dropped_traces().items():
-                self._trace_dropped(reason, n, message, event.request_id)
-
-    def _trace_dropped(
-        self, reason: str, count: int, message: ConsumedRecord, request_id: str
-    ) -> None:
-        self.metrics.counterfactual_dropped.labels(reason).inc(count)
-        logged = self._traces_logged[reason]
-        if logged < DROPPED_TRACES_LOGGED:
-            self._traces_logged[reason] = logged + 1
-            log.info(
-                "counterfactual.dropped",
-                reason=reason,
-                partition=message.partition,
-                offset=message.offset,
-                request_id=request_id,
-                logged=f"{logged + 1}/{DROPPED_TRACES_LOGGED}",  # then only counted
-            )
 
     def _dead_letter(self, outbox: Outbox, message: ConsumedRecord, kind: str, reason: str) -> None:
         letter = DeadLetter(

@@ -19,8 +19,9 @@ from daemon_fakes import (
 )
 from structlog.testing import capture_logs
 
-from controller.daemon.loop import DROPPED_TRACES_LOGGED, Daemon
+from controller.daemon.loop import Daemon
 from controller.daemon.publish import version_floor
+from controller.daemon.traces import DROPPED_TRACES_LOGGED
 
 WALL_S = 1_800_000_000.0
 
