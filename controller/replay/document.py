@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from controller.reward import reward
+from policies.reward import reward
 
 if TYPE_CHECKING:
     from controller.config import RewardConfig

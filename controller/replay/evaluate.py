@@ -29,7 +29,7 @@ from controller.ope import Estimate, cross_fit, fold_assignment
 from controller.ope.intervals import diagnose, effective_sample_size
 from controller.ope.registry import ESTIMATORS
 from controller.ope.rows import Rows
-from controller.reward import reward
+from policies.reward import reward
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
