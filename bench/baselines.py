@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import vowpal_wabbit_next as vw
@@ -96,7 +96,7 @@ class VWEpsilonAgent:
         self.published: dict[str, Policy] = {}
         self.version = 0
 
-    def _example(self, shared: str, label: tuple[int, float, float] | None) -> list[object]:
+    def _example(self, shared: str, label: tuple[int, float, float] | None) -> list[vw.Example]:
         lines = [self.parser.parse_line("shared " + shared)]
         for k in range(len(self.arms)):
             prefix = ""
@@ -127,7 +127,8 @@ class VWEpsilonAgent:
         for segment, shared in self.contexts.items():
             prediction = self.workspace.predict_one(self._example(shared, None))
             pmf = np.zeros(len(self.arms))
-            for action, probability in prediction:
+            # cb_explore_adf predicts (action, probability) pairs.
+            for action, probability in cast("list[tuple[int, float]]", prediction):
                 pmf[action] = probability
             self.version += 1
             self.published[segment] = _policy(segment, self.arms, pmf, self.version, now)
