@@ -158,7 +158,7 @@ class Truth:
         traces = [s.trace or scenario.trace for s in scenario.segments]
         # Per segment: the share of requests sending a trace, and the copula's coupling;
         # None where no segment says anything of traces (outcomes drawn arm by arm).
-        self.traced = any(trace is not None for trace in traces)
+        self.traced = any(trace is not None and trace.share > 0.0 for trace in traces)
         self.trace_share = [trace.share if trace else 0.0 for trace in traces]
         self.coupling = [trace.coupling if trace else 0.0 for trace in traces]
         reference = self.arm_table.index(scenario.reference_arm)

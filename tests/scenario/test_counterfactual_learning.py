@@ -80,8 +80,10 @@ def test_same_seed_same_traced_run_byte_for_byte(tmp_path: Path) -> None:
 
 
 def test_without_traces_a_trace_share_of_zero_changes_nothing() -> None:
-    """Share 0: no outcome carries a trace and the learner sees one arm per request."""
+    """Share 0: no trace is sent, and the run is the untraced run exactly."""
     report, core = _run(0.0, 0.8, 5000, 1)
     assert all(stats.paired.trace_share() == 0.0 for stats in core.learner.stats.values())
     assert all(not stats.paired.patterns for stats in core.learner.stats.values())
-    assert report["interactions"] == 5000
+    untraced, _ = _run(None, None, 5000, 1)
+    assert report["online"] == untraced["online"]
+    assert report["final_policy"] == untraced["final_policy"]
