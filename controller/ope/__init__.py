@@ -3,32 +3,49 @@
 Pure functions over arrays (no I/O, no clock). Each returns an `Estimate`
 with a normal-approximation interval and warnings when the log cannot
 support the estimate. `ESTIMATORS` (`registry`) lists those replay computes.
+On logs with counterfactual traces (SCHEMA 1.1), `graph` (graph IPS and DR,
+weighting every arm a request observed by its chance of being observed) and
+`direct` (each arm's mean over the requests that observed it) read them.
 """
 
+from controller.ope.direct import direct
 from controller.ope.dr import doubly_robust, dr, dr_terms
 from controller.ope.estimate import Estimate
+from controller.ope.graph import dr_graph, graph_weights, ips_graph, observation_propensity
 from controller.ope.intervals import effective_sample_size, support_warnings, wald_interval
 from controller.ope.ips import importance_weights, ips
 from controller.ope.registry import ESTIMATORS, Estimator, Registry
-from controller.ope.reward_model import cross_fit, fit_cell_means, fold_assignment
-from controller.ope.rows import Rows
+from controller.ope.reward_model import (
+    cross_fit,
+    cross_fit_observed,
+    fit_cell_means,
+    fold_assignment,
+)
+from controller.ope.rows import Graph, Rows
 from controller.ope.snips import snips
 
 __all__ = [
     "ESTIMATORS",
     "Estimate",
     "Estimator",
+    "Graph",
     "Registry",
     "Rows",
     "cross_fit",
+    "cross_fit_observed",
+    "direct",
     "doubly_robust",
     "dr",
+    "dr_graph",
     "dr_terms",
     "effective_sample_size",
     "fit_cell_means",
     "fold_assignment",
+    "graph_weights",
     "importance_weights",
     "ips",
+    "ips_graph",
+    "observation_propensity",
     "snips",
     "support_warnings",
     "wald_interval",

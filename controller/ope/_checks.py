@@ -45,17 +45,17 @@ def target_probability(values: NDArray[Any]) -> NDArray[np.float64]:
     return array
 
 
-def target_pmf(values: NDArray[Any]) -> NDArray[np.float64]:
+def target_pmf(values: NDArray[Any], name: str = "target_pmf") -> NDArray[np.float64]:
     """Return an n x K matrix whose rows are pmfs over the arms."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:  # noqa: PLR2004
-        raise ValueError(f"target_pmf must be a non-empty n x K matrix, got shape {array.shape}")
+        raise ValueError(f"{name} must be a non-empty n x K matrix, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError("target_pmf must be finite (no NaN or inf)")
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
     if np.any(array < 0.0) or np.any(array > 1.0):
-        raise ValueError("target_pmf entries must be in [0, 1]")
+        raise ValueError(f"{name} entries must be in [0, 1]")
     if np.any(np.abs(array.sum(axis=1) - 1.0) > PMF_TOLERANCE):
-        raise ValueError(f"target_pmf rows must sum to 1 (within {PMF_TOLERANCE})")
+        raise ValueError(f"{name} rows must sum to 1 (within {PMF_TOLERANCE})")
     return array
 
 
@@ -126,3 +126,36 @@ def optional_pmf(
     arms = indices("arm", arm, matrix.shape[1])
     same_length(target_probability=target, target_pmf=matrix, arm=arms)
     matches_pmf(target, matrix, arms)
+
+
+def observed(values: NDArray[Any], shape: tuple[int, ...]) -> NDArray[np.bool_]:
+    """Return an n x K boolean matrix of which arms each row observed, of the pmf's shape."""
+    array = np.asarray(values)
+    if array.dtype != np.bool_:
+        raise ValueError(f"observed must be boolean, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"observed must have target_pmf's shape {shape}, got {array.shape}")
+    return array
+
+
+def observed_values(
+    name: str, values: NDArray[Any], seen: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Return an n x K float matrix, finite wherever `seen` (other entries are never read)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != seen.shape:
+        raise ValueError(f"{name} must have observed's shape {seen.shape}, got {array.shape}")
+    if not np.all(np.isfinite(array[seen])):
+        raise ValueError(f"{name} must be finite wherever observed")
+    return array
+
+
+def observation_propensity(values: NDArray[Any], seen: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Return chances of observation: in (0, 1] or NaN (unknown) wherever `seen`."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != seen.shape:
+        raise ValueError(f"propensity must have observed's shape {seen.shape}, got {array.shape}")
+    read = array[seen & ~np.isnan(array)]
+    if np.any(read <= 0.0) or np.any(read > 1.0):
+        raise ValueError("propensity must be in (0, 1] (or NaN, unknown) wherever observed")
+    return array

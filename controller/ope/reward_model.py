@@ -138,3 +138,53 @@ def cross_fit(
         )
         predictions[held_out] = table[groups[held_out]]
     return predictions
+
+
+def cross_fit_observed(
+    y: NDArray[np.float64],
+    observed: NDArray[np.bool_],
+    group: NDArray[np.int64],
+    *,
+    folds: NDArray[np.int64],
+    prior_rows: float = PRIOR_ROWS,
+) -> NDArray[np.float64]:
+    """`cross_fit` from every observation: the played arm and the arms of each row's trace.
+
+    Each observed (row, arm) is one training entry of `fit_cell_means`, and a row's
+    entries stay in its fold, so no row is scored with a model fitted to any of its
+    outcomes. With only the played arm observed this is `cross_fit`.
+
+    Args:
+        y: Outcome of row i at arm b, shape (n, K), read where observed.
+        observed: Whether row i observed arm b, shape (n, K).
+        group: Group (segment) index per row, shape (n,), >= 0.
+        folds: Fold index per row, shape (n,), >= 0.
+        prior_rows: Shrinkage weight m, in pseudo-rows.
+
+    Returns:
+        q̂, shape (n, K): row i holds the model fitted without fold folds[i].
+    """
+    seen = np.asarray(observed, dtype=np.bool_)
+    if seen.ndim != 2:  # noqa: PLR2004
+        raise ValueError(f"observed must be an n x K matrix, got shape {seen.shape}")
+    n, n_arms = seen.shape
+    row, arm = np.nonzero(seen)
+    values = _checks.observed_values("y", y, seen)[row, arm]
+    groups = _checks.indices("group", group)
+    fold = _checks.indices("folds", folds)
+    _checks.same_length(observed=seen, group=groups, folds=fold)
+    n_groups = int(groups.max()) + 1
+    predictions = np.empty((n, n_arms))
+    for k in np.unique(fold):
+        held_out = fold == k
+        train = ~held_out[row]
+        table = fit_cell_means(
+            values[train],
+            arm[train],
+            groups[row[train]],
+            n_arms=n_arms,
+            n_groups=n_groups,
+            prior_rows=prior_rows,
+        )
+        predictions[held_out] = table[groups[held_out]]
+    return predictions
