@@ -13,7 +13,11 @@ interaction records the pmf of the policy built *before* it, so the learned
 policy is evaluated without peeking at the interaction it is scored on.
 
 The result is a set of per-interaction arrays (`ReplayLog`) for the
-off-policy estimators (`controller.replay.evaluate`). Nothing here reads a clock,
+off-policy estimators (`controller.replay.evaluate`). Where outcomes carry
+counterfactual traces (SCHEMA 1.1), `ReplayLog.observations` adds every arm
+each interaction was observed at, the played one and those of its trace, kept
+by the rules the core learns by and counted by reason when dropped
+(`controller.replay.observations`); it is None for a log without traces. Nothing here reads a clock,
 a socket or a file: callers hand in raw lines.
 """
 
@@ -28,6 +32,7 @@ import numpy as np
 import structlog
 
 from controller.core import ControllerCore
+from controller.replay.observations import Observations, TraceRecorder, TraceStats
 from controller.sim.simulate import ControllerAgent
 from streams.codec import InvalidEventError, decode
 from streams.events import Decision
@@ -69,10 +74,11 @@ class ReplayStats:
     invalid: Counter[str] = field(default_factory=Counter)
     join: dict[str, int] = field(default_factory=dict)
     pending: int = 0
+    traces: TraceStats = field(default_factory=TraceStats)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form; `traces` only when some outcome carried one."""
+        document: dict[str, Any] = {
             "events": self.events,
             "decisions": self.decisions,
             "outcomes": self.outcomes,
@@ -80,6 +86,9 @@ class ReplayStats:
             "join": self.join,
             "pending_at_end": self.pending,
         }
+        if self.traces:
+            document["traces"] = self.traces.to_json()
+        return document
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class ReplayLog:
         stats: Input and join counters.
         core: The core trained on the whole log (None without learning).
         watermark_s: The event-time watermark at the end (highest ts seen).
+        observations: Every arm each interaction was observed at (played arm
+            and kept trace); None when no interaction kept a trace.
     """
 
     arms: list[float]
@@ -115,6 +126,7 @@ class ReplayLog:
     stats: ReplayStats
     core: ControllerCore | None
     watermark_s: float
+    observations: Observations | None = None
 
     @property
     def n(self) -> int:
@@ -138,6 +150,7 @@ class Replayer:
         self.arms = list(config.arms)
         self.publish_every = publish_every
         self.stats = ReplayStats()
+        self.traces = TraceRecorder(config, self.stats.traces)
         self.agent = ControllerAgent(ControllerCore(config)) if learn else None
         self.join = (
             self.agent.core.join
@@ -193,6 +206,8 @@ class Replayer:
                 self._pending_pmf[event.request_id] = self._logged_pmf_of(event)
         else:
             self.stats.outcomes += 1
+            if event.counterfactual_dropped is not None:
+                self.traces.dropped_by_decoder(event.counterfactual_dropped)
         self._last_ts = now
         if self.agent is not None:
             return self.agent.core.offer(event, now)
@@ -247,6 +262,7 @@ class Replayer:
         arm = self.config.arm_index(interaction.threshold)
         if arm is None:  # decisions with unknown arms were rejected before the join
             raise AssertionError(interaction.threshold)
+        self.traces.record(len(self._rows), arm, interaction.counterfactual)
         self._rows.append(
             (
                 segment,
@@ -283,14 +299,17 @@ class Replayer:
             self.agent.publish(self._last_ts)
         k_arms = len(self.arms)
         columns = list(zip(*self._rows, strict=True))
+        arm = np.asarray(columns[1], dtype=np.int64)
+        em = np.asarray(columns[3], dtype=np.float64)
+        tokens = np.asarray(columns[4], dtype=np.float64)
         return ReplayLog(
             arms=self.arms,
             segments=list(self._segment_index),
             segment=np.asarray(columns[0], dtype=np.int64),
-            arm=np.asarray(columns[1], dtype=np.int64),
+            arm=arm,
             probability=np.asarray(columns[2], dtype=np.float64),
-            em=np.asarray(columns[3], dtype=np.float64),
-            tokens=np.asarray(columns[4], dtype=np.float64),
+            em=em,
+            tokens=tokens,
             logged_pmf=np.asarray(self._logged_rows, dtype=np.float64).reshape(-1, k_arms),
             learned_pmf=(
                 np.asarray(self._learned_rows, dtype=np.float64).reshape(-1, k_arms)
@@ -300,6 +319,7 @@ class Replayer:
             stats=self.stats,
             core=self.agent.core if self.agent is not None else None,
             watermark_s=self._watermark,
+            observations=self.traces.finish(arm, em, tokens),
         )
 
 
