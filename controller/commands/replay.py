@@ -17,7 +17,7 @@ from controller.commands import UsageError
 from controller.config import load_config
 from controller.logs import configure_logging
 from controller.ope.registry import ESTIMATORS
-from controller.replay.document import build_document
+from controller.replay.document import build_document, lead_and_others, traced
 from controller.replay.evaluate import DEFAULT_FOLDS, evaluate
 from controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
 from controller.replay.sources import RangeBound, file_events, read_topic_range
@@ -48,9 +48,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Replay decision/outcome events (JSON-lines logs, or a range of the events topic) "
             "through the controller's join and learners, and estimate with "
-            f"{_listed([e.label for e in ESTIMATORS])} "
+            f"{_listed([e.label for e in ESTIMATORS.for_log(traced=False)])} "
             "what the logged policy, each fixed threshold, the learned policy and a sweep of "
-            "reward weights would have earned."
+            "reward weights would have earned. Where outcomes carry counterfactual traces "
+            "(SCHEMA 1.1: the request's outcome at lower arms, seen on its own run), "
+            "playing an arm also reveals every arm below it: replay then adds "
+            f"{_listed([e.label for e in ESTIMATORS if e.needs_traces])}, which read every "
+            "arm a request was observed at (a fixed threshold's direct estimate is its mean "
+            "over the requests that observed it, per segment, weighted by traffic), leads "
+            f"with {ESTIMATORS.lead(traced=True).label}, and says for each estimate on how "
+            "many requests the target's arm was observed. Traces with unknown arms or arms "
+            "not below the played one are dropped and counted by reason."
         ),
     )
     parser.add_argument("logs", nargs="*", type=Path, metavar="LOG", help="event logs (.gz ok)")
@@ -258,8 +266,10 @@ def _interval(policy: dict[str, Any], key: str, digits: int) -> str:
 def print_summary(document: dict[str, Any]) -> None:
     """Tables for a terminal: every policy overall, then the segments.
 
-    Each policy's row holds the primary estimator's figures (DR) and the other
-    estimators' reward (IPS, SNIPS), in registration order.
+    Each policy's row holds the leading estimator's figures (DR; graph DR on a
+    log with traces) and the other estimators' reward, in registration order;
+    with traces, `obs.` is the share of requests at which the policy's arm was
+    observed, and for a fixed threshold its count of direct observations.
     """
     console = Console()
     source = document["input"]
@@ -273,8 +283,8 @@ def print_summary(document: dict[str, Any]) -> None:
     by_name: dict[str, dict[str, dict[str, Any]]] = {}
     for policy in document["policies"]:
         by_name.setdefault(policy["name"], {})[policy["estimator"]] = policy
-    primary = ESTIMATORS.primary
-    others = [e for e in ESTIMATORS if e is not primary]
+    primary, others = lead_and_others(document)
+    with_traces = traced(document)
     table = Table(
         "policy",
         f"reward {primary.label} ± CI",
@@ -283,6 +293,7 @@ def print_summary(document: dict[str, Any]) -> None:
         "tokens",
         "ESS",
         "supp.",
+        *(("obs.",) if with_traces else ()),
     )
     notes: list[str] = []
     for name, estimates in by_name.items():
@@ -296,6 +307,7 @@ def print_summary(document: dict[str, Any]) -> None:
             _fmt(lead["tokens"], 0),
             _fmt(lead["ess"], 0),
             "?" if lead["support"] is None else f"{lead['support']:.0%}",
+            *((_observed(lead),) if with_traces else ()),
         )
         notes.extend(f"{name}: {warning}" for warning in lead["warnings"][:2])
     console.print(table)
@@ -309,6 +321,13 @@ def print_summary(document: dict[str, Any]) -> None:
         console.print(segments)
     if document["checkpoint"] is not None:
         console.print(f"warm-start checkpoints: {', '.join(document['checkpoint']['files'])}")
+
+
+def _observed(policy: dict[str, Any]) -> str:
+    observed = policy["observed"]
+    if policy["kind"] != "fixed":
+        return f"{observed['share']:.0%}"
+    return f"{observed['share']:.0%} ({observed['n']:,.0f})"
 
 
 def _fmt(value: float | None, digits: int) -> str:

@@ -8,6 +8,12 @@ led by the primary estimator.
 Adding an estimator: write it in its own module (formula and reference in its
 docstring) with a function from `Rows` to `Estimate`, and add one
 `ESTIMATORS.register(...)` line at the end of this module.
+
+The estimators that read counterfactual traces (`needs_traces`: graph IPS,
+graph DR and the direct estimate) run only on logs whose requests carry
+them: without any trace graph IPS and DR are IPS and DR, so a log without
+traces is reported as before. On a log with traces the table and the plots
+lead with the estimator marked `primary_with_traces` (graph DR).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from controller.ope.direct import direct_from_rows
 from controller.ope.dr import dr_from_rows
+from controller.ope.graph import dr_graph_from_rows, ips_graph_from_rows
 from controller.ope.ips import ips_from_rows
 from controller.ope.snips import snips_from_rows
 
@@ -45,6 +53,10 @@ class Estimator:
         needs_reward_model: It reads the cross-fitted reward model q̂.
         primary: The estimator the table leads with and the report plots;
             one per registry.
+        needs_traces: It reads what each request observed at every arm
+            (`Rows.graph`); computed only for logs that carry counterfactual traces.
+        primary_with_traces: The estimator leading on a log with traces; at
+            most one per registry (the primary leads when none is).
     """
 
     name: str
@@ -54,6 +66,8 @@ class Estimator:
     needs_target_pmf: bool = False
     needs_reward_model: bool = False
     primary: bool = False
+    needs_traces: bool = False
+    primary_with_traces: bool = False
 
 
 class Registry:
@@ -76,6 +90,8 @@ class Registry:
             raise ValueError(f"estimator {estimator.name!r} is registered already")
         if estimator.primary and any(e.primary for e in self):
             raise ValueError(f"{estimator.name!r} cannot be primary: {self.primary.name!r} is")
+        if estimator.primary_with_traces and any(e.primary_with_traces for e in self):
+            raise ValueError(f"{estimator.name!r} cannot lead with traces: another one does")
         self._by_name[estimator.name] = estimator
         return estimator
 
@@ -116,6 +132,22 @@ class Registry:
                 return estimator
         raise LookupError("no primary estimator is registered")
 
+    def lead(self, traced: bool) -> Estimator:
+        """The estimator tables and plots lead with, on a log with or without traces.
+
+        Raises:
+            LookupError: No primary estimator is registered.
+        """
+        if traced:
+            for estimator in self:
+                if estimator.primary_with_traces:
+                    return estimator
+        return self.primary
+
+    def for_log(self, traced: bool) -> tuple[Estimator, ...]:
+        """The estimators replay computes on a log with or without traces, in order."""
+        return tuple(e for e in self if traced or not e.needs_traces)
+
     @property
     def needs_reward_model(self) -> bool:
         """Whether any registered estimator reads the reward model."""
@@ -150,5 +182,37 @@ ESTIMATORS.register(
         needs_target_pmf=True,
         needs_reward_model=True,
         primary=True,
+    )
+)
+ESTIMATORS.register(
+    Estimator(
+        "ips_graph",
+        "IPS-G",
+        ips_graph_from_rows,
+        "graph IPS: every arm a request observed, weighted by its chance of being observed",
+        needs_target_pmf=True,
+        needs_traces=True,
+    )
+)
+ESTIMATORS.register(
+    Estimator(
+        "dr_graph",
+        "DR-G",
+        dr_graph_from_rows,
+        "graph DR: a reward model of every observation corrected by graph IPS of its residuals",
+        needs_target_pmf=True,
+        needs_reward_model=True,
+        needs_traces=True,
+        primary_with_traces=True,
+    )
+)
+ESTIMATORS.register(
+    Estimator(
+        "direct",
+        "Direct",
+        direct_from_rows,
+        "direct: each arm's mean over the requests that observed it, weighted by segment",
+        needs_target_pmf=True,
+        needs_traces=True,
     )
 )

@@ -4,7 +4,8 @@ Layout (every number a float, NaN and infinities as null):
 
     {"input": {"sources", "events", "decisions", "outcomes", "invalid": {kind: n},
                "join": {joined, expired, orphans, duplicates, already_joined, evicted,
-                        mismatched}, "pending_at_end", "interactions"},
+                        mismatched}, "pending_at_end", "interactions",
+               "traces": {"kept", "incomplete", "dropped": {reason: n}}},  # with traces
      "settings": {"arms", "reward", "publish_every", "learned", "folds", "fold_seed",
                   "confidence"},
      "policies": [<policy>, ...],                    # overall
@@ -19,17 +20,28 @@ ci_low, ci_high (of the reward), em, em_ci_low, em_ci_high, tokens,
 tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings. Each
 list of policies holds, per target, one entry per estimator of
 `controller.ope.registry`, in registration order (`ips`, `snips`, `dr`).
+
+A log whose outcomes carry counterfactual traces (SCHEMA 1.1) adds
+`input.traces` (traces kept, incomplete among them, dropped by reason), the
+estimators that read them (`ips_graph`, `dr_graph`, `direct`) to every list
+of policies, and to each <policy> `observed`: {"share", "n", "played",
+"traced"}, on how many requests the target's arm was observed (played, or
+shown by a trace): for a fixed threshold, `n` is its count of direct
+observations, what its `direct` estimate averages. A log without traces has
+none of these, and its document is what it was before traces existed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controller.ope.registry import ESTIMATORS
 from policies.reward import reward
 
 if TYPE_CHECKING:
     from controller.config import RewardConfig
-    from controller.replay.evaluate import Evaluation
+    from controller.ope.registry import Estimator
+    from controller.replay.estimates import Evaluation
     from controller.replay.feed import ReplayLog
     from controller.replay.targets import Sweep, Target
 
@@ -107,3 +119,15 @@ def _learned(log: ReplayLog, weights: RewardConfig) -> dict[str, dict[str, Any]]
             }
         result[segment] = entry
     return result
+
+
+def traced(document: dict[str, Any]) -> bool:
+    """Whether the document's estimates read counterfactual traces (they say what they observed)."""
+    return any("observed" in policy for policy in document["policies"])
+
+
+def lead_and_others(document: dict[str, Any]) -> tuple[Estimator, list[Estimator]]:
+    """The estimator tables and plots lead with, and the others the document holds, in order."""
+    lead = ESTIMATORS.lead(traced(document))
+    present = {policy["estimator"] for policy in document["policies"]}
+    return lead, [e for e in ESTIMATORS if e.name in present and e is not lead]

@@ -13,6 +13,15 @@ Beyond the estimators' own warnings (low ESS, arms never logged), replay
 checks support with the logged pmfs: the share of a target's mass on arms
 the logging policy gave zero probability, where IPS and SNIPS see nothing
 and DR rests on its reward model alone.
+
+On a log with counterfactual traces (SCHEMA 1.1) three more estimators run
+(`controller.replay.graph_inputs` gives them every arm each request was
+observed at): graph IPS and graph DR, which weight each observation by its
+chance of being observed, and the direct estimate, each arm's mean over the
+requests that observed it per segment, weighted by the segments' traffic:
+what a fixed threshold's estimate rests on there, with no weights at all.
+Each estimate then says how much of the target was observed directly
+(`ObservedShare`). A log without traces is evaluated exactly as before.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from controller.ope import Estimate, cross_fit, fold_assignment
 from controller.ope.intervals import diagnose, effective_sample_size
 from controller.ope.registry import ESTIMATORS
-from controller.ope.rows import Rows
+from controller.ope.rows import Graph, Rows
+from controller.replay import graph_inputs
+from controller.replay.estimates import Evaluation, PolicyEstimate
 from policies.reward import reward
 
 if TYPE_CHECKING:
@@ -39,85 +50,12 @@ if TYPE_CHECKING:
     from controller.replay.feed import ReplayLog
     from controller.replay.targets import Target
 
+__all__ = ["DEFAULT_FOLDS", "OUTCOMES", "Evaluation", "PolicyEstimate", "evaluate", "support_check"]
+
 OUTCOMES = ("em", "tokens", "reward")
 DEFAULT_FOLDS = 5
 _SUPPORT_TOLERANCE = 1e-9
 _GROUP = re.compile(r"group (\d+)")
-
-
-@dataclass(frozen=True)
-class PolicyEstimate:
-    """One target, one estimator, one scope (overall or a segment): EM, tokens and reward.
-
-    Attributes:
-        name: The target's name (`logged`, `fixed:0.95`, `learned`, `sweep:0.02`).
-        kind: The target's kind.
-        estimator: The name of a registered estimator (`ips`, `snips`, `dr`).
-        em: Estimate of expected EM.
-        tokens: Estimate of expected tokens.
-        reward: Estimate of expected reward under the configured weights.
-        support: Share of the target's mass on arms the logging policy could
-            draw, over rows whose decision carried a pmf; None when none did.
-        warnings: The estimators' warnings and replay's support warnings.
-    """
-
-    name: str
-    kind: str
-    estimator: str
-    em: Estimate
-    tokens: Estimate
-    reward: Estimate
-    support: float | None
-    warnings: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object of one evaluated policy (NaN and infinities become null)."""
-        document: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "estimator": self.estimator,
-            "reward": self.reward.value,
-            "ci_low": self.reward.ci_low,
-            "ci_high": self.reward.ci_high,
-            "em": self.em.value,
-            "em_ci_low": self.em.ci_low,
-            "em_ci_high": self.em.ci_high,
-            "tokens": self.tokens.value,
-            "tokens_ci_low": self.tokens.ci_low,
-            "tokens_ci_high": self.tokens.ci_high,
-            "ess": self.reward.ess,
-            "max_weight": self.reward.max_weight,
-            "n": self.reward.n,
-            "support": self.support,
-            "warnings": list(self.warnings),
-        }
-        return {k: _finite_or_none(v) for k, v in document.items()}
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Estimates of every target: overall, and per segment (keyed by segment)."""
-
-    overall: list[PolicyEstimate]
-    segments: dict[str, list[PolicyEstimate]]
-
-    def find(self, name: str, estimator: str, segment: str | None = None) -> PolicyEstimate:
-        """The estimate of one target by one estimator, overall or in `segment`.
-
-        Raises:
-            KeyError: No such target or estimator.
-        """
-        estimates = self.overall if segment is None else self.segments[segment]
-        for estimate in estimates:
-            if estimate.name == name and estimate.estimator == estimator:
-                return estimate
-        raise KeyError((name, estimator, segment))
-
-
-def _finite_or_none(value: Any) -> Any:  # noqa: ANN401 - any JSON value passes through
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -131,6 +69,7 @@ class _Scope:
     logged_pmf: NDArray[np.float64]
     y: dict[str, NDArray[np.float64]]
     q_hat: dict[str, NDArray[np.float64]]
+    graph: dict[str, Graph] | None
 
     def take(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
         return matrix if self.rows is None else matrix[self.rows]
@@ -176,15 +115,18 @@ def _evaluate(
 ) -> Evaluation:
     y = {"em": log.em, "tokens": log.tokens, "reward": reward(log.em, log.tokens, weights)}
     q_hat: dict[str, NDArray[np.float64]] = {}
+    folds = None
     if ESTIMATORS.needs_reward_model:
         folds = fold_assignment(log.n, n_folds, seed) if log.n >= 2 else np.zeros(1, np.int64)  # noqa: PLR2004
         q_hat = {
             name: cross_fit(values, log.arm, log.segment, n_arms=len(log.arms), folds=folds)
             for name, values in y.items()
         }
-    scopes: dict[str | None, _Scope] = {None: _scope(log, None, y, q_hat)}
+    graph = graph_inputs.graphs(log, weights, folds)
+    scopes: dict[str | None, _Scope] = {None: _scope(log, None, y, q_hat, graph)}
     for index, segment in enumerate(log.segments):
-        scopes[segment] = _scope(log, np.flatnonzero(log.segment == index), y, q_hat)
+        rows = np.flatnonzero(log.segment == index)
+        scopes[segment] = _scope(log, rows, y, q_hat, graph)
     results: dict[str | None, list[PolicyEstimate]] = {key: [] for key in scopes}
     for target in targets:
         for key, scope in scopes.items():
@@ -198,6 +140,7 @@ def _scope(
     rows: NDArray[np.int64] | None,
     y: dict[str, NDArray[np.float64]],
     q_hat: dict[str, NDArray[np.float64]],
+    graph: dict[str, Graph] | None,
 ) -> _Scope:
     def take(values: NDArray[Any]) -> NDArray[Any]:
         return values if rows is None else values[rows]
@@ -210,6 +153,9 @@ def _scope(
         logged_pmf=take(log.logged_pmf),
         y={k: take(v) for k, v in y.items()},
         q_hat={k: take(v) for k, v in q_hat.items()},
+        graph=(
+            {k: graph_inputs.take(v, rows) for k, v in graph.items()} if graph is not None else None
+        ),
     )
 
 
@@ -224,13 +170,20 @@ def _evaluate_target(
         pmf = scope.take(target.pmf)
         by_estimator = _off_policy(pmf, scope, confidence)
         support, extra = support_check(pmf, scope.logged_pmf)
+    observed = None
+    if scope.graph is not None:
+        taken = None if target.pmf is None else scope.take(target.pmf)
+        observed = graph_inputs.observed_share(taken, scope.graph["em"].observed, scope.arm)
     estimates = []
-    for estimator in ESTIMATORS:
+    for estimator in ESTIMATORS.for_log(scope.graph is not None):
         outcome = by_estimator[estimator.name]
+        # The logged pmfs' support is what weighting by the played arm sees; the
+        # estimators that read traces check what was observed instead.
+        own = () if estimator.needs_traces else extra
         warnings = tuple(
             dict.fromkeys(
                 _named(w, segments)
-                for w in (*outcome["reward"].warnings, *outcome["em"].warnings, *extra)
+                for w in (*outcome["reward"].warnings, *outcome["em"].warnings, *own)
             )
         )
         estimates.append(
@@ -243,6 +196,7 @@ def _evaluate_target(
                 reward=outcome["reward"],
                 support=support,
                 warnings=warnings,
+                observed=observed,
             )
         )
     return estimates
@@ -279,6 +233,7 @@ def _rows(
             confidence=confidence,
             target_pmf=pmf,
             q_hat=scope.q_hat.get(outcome),
+            graph=scope.graph[outcome] if scope.graph is not None else None,
         )
         for outcome in OUTCOMES
     }
@@ -292,7 +247,7 @@ def _off_policy(
     pmf: NDArray[np.float64], scope: _Scope, confidence: float
 ) -> dict[str, dict[str, Estimate]]:
     rows = _rows(scope, pmf, confidence, by_segment=True)
-    return {e.name: _computed(e, rows) for e in ESTIMATORS}
+    return {e.name: _computed(e, rows) for e in ESTIMATORS.for_log(scope.graph is not None)}
 
 
 def _on_policy(scope: _Scope, confidence: float) -> dict[str, dict[str, Estimate]]:
@@ -305,7 +260,7 @@ def _on_policy(scope: _Scope, confidence: float) -> dict[str, dict[str, Estimate
     if any(e.needs_target_pmf for e in ESTIMATORS) and not np.isnan(scope.logged_pmf).any():
         with_pmf = _rows(scope, scope.logged_pmf, confidence, by_segment=False)
     result: dict[str, dict[str, Estimate]] = {}
-    for estimator in ESTIMATORS:
+    for estimator in ESTIMATORS.for_log(scope.graph is not None):
         if not estimator.needs_target_pmf:
             result[estimator.name] = _computed(estimator, plain)
         elif with_pmf is not None:

@@ -9,6 +9,13 @@
 - `index.html`: the tables of the document (every estimator of every policy),
   with both plots embedded as data URIs so the page is one self-contained
   file (no scripts).
+
+On a log with counterfactual traces the plots lead with graph DR
+(`Registry.lead`), `arms.png` adds each fixed threshold's direct estimate
+(its mean over the requests that observed it), the tables gain an
+`observed` column (the share of requests at which the policy's arm was
+observed, and how many of those the trace showed rather than the played
+arm), and the summary counts the traces kept and dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ mpl.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from controller.ope.registry import ESTIMATORS
+from controller.replay.document import lead_and_others, traced
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 _COLUMNS = 3
 _PANEL_IN = 4.2
+_DIRECT = "direct"
+_OFFSET = 0.15  # the direct estimate beside the leading one, not on top of it
 _STYLE = {"logged": ("black", "s"), "learned": ("tab:red", "*"), "fixed": ("tab:blue", "o")}
 
 
@@ -61,8 +70,8 @@ def _error(value: float | None, low: float | None, high: float | None) -> list[f
 
 
 def plot_frontier(document: dict[str, Any], path: Path) -> None:
-    """Tokens against EM (primary estimates with intervals) per scope; the sweep as a line."""
-    primary = ESTIMATORS.primary
+    """Tokens against EM (leading estimates with intervals) per scope; the sweep as a line."""
+    primary, _ = lead_and_others(document)
     scopes = _scopes(document)
     figure, axes = _grid(len(scopes))
     for ax, (title, policies) in zip(axes, scopes, strict=True):
@@ -108,8 +117,12 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
 
 
 def plot_arms(document: dict[str, Any], path: Path) -> None:
-    """Per segment: each fixed threshold's primary reward estimate, and the learner's view."""
-    primary = ESTIMATORS.primary
+    """Per segment: each fixed threshold's leading reward estimate, and the learner's view.
+
+    With traces, each threshold's direct estimate too, beside the leading one.
+    """
+    primary, others = lead_and_others(document)
+    overlay = next((e for e in others if e.name == _DIRECT), None)
     segments = list(document["segments"].items())
     figure, axes = _grid(len(segments))
     for ax, (segment, entry) in zip(axes, segments, strict=True):
@@ -129,6 +142,8 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
                 capsize=3,
                 alpha=0.4 if policy["warnings"] else 1.0,
             )
+        if overlay is not None:
+            _plot_direct(ax, entry["policies"], overlay.name, overlay.label)
         learned = entry.get("learned")
         if learned and "reward" in learned and len(learned["reward"]) == len(fixed):
             ax.plot(positions, learned["reward"], "x", color="tab:red", label="learner")
@@ -146,6 +161,25 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def _plot_direct(ax: Axes, policies: list[dict[str, Any]], name: str, label: str) -> None:
+    fixed = [p for p in policies if p["kind"] == "fixed" and p["estimator"] == name]
+    for x, policy in enumerate(fixed):
+        if policy["reward"] is None:
+            continue
+        ax.errorbar(
+            x + _OFFSET,
+            policy["reward"],
+            yerr=[[e] for e in _error(policy["reward"], policy["ci_low"], policy["ci_high"])],
+            color="tab:green",
+            marker="D",
+            markersize=4,
+            capsize=3,
+            label=label if x == 0 else None,
+            alpha=0.4 if policy["warnings"] else 1.0,
+        )
+    ax.legend(fontsize=7)
+
+
 def _cell(value: Any, digits: int = 4) -> str:  # noqa: ANN401 - any JSON scalar
     if value is None:
         return "n/a"
@@ -154,24 +188,41 @@ def _cell(value: Any, digits: int = 4) -> str:  # noqa: ANN401 - any JSON scalar
     return html.escape(str(value))
 
 
-def _table(policies: list[dict[str, Any]]) -> str:
+def _table(policies: list[dict[str, Any]], with_traces: bool) -> str:
+    observed = "<th>observed (traced)</th>" if with_traces else ""
     head = (
         "<tr><th>policy</th><th>estimator</th><th>reward</th><th>95% interval</th>"
         "<th>EM</th><th>tokens</th><th>ESS</th><th>max weight</th><th>support</th>"
-        "<th>warnings</th></tr>"
+        f"{observed}<th>warnings</th></tr>"
     )
     rows = []
     for p in policies:
         warnings = "<br>".join(html.escape(w) for w in p["warnings"])
+        seen = ""
+        if with_traces:
+            o = p["observed"]
+            seen = f"<td>{o['share']:.1%}: {o['n']:,.0f} ({o['traced']:,.0f})</td>"
         rows.append(
             f"<tr><td>{html.escape(p['name'])}</td><td>{html.escape(p['estimator'])}</td>"
             f"<td>{_cell(p['reward'])}</td>"
             f"<td>[{_cell(p['ci_low'])}, {_cell(p['ci_high'])}]</td>"
             f"<td>{_cell(p['em'])}</td><td>{_cell(p['tokens'], 1)}</td>"
             f"<td>{_cell(p['ess'], 1)}</td><td>{_cell(p['max_weight'], 2)}</td>"
-            f"<td>{_cell(p['support'], 3)}</td><td class=w>{warnings}</td></tr>"
+            f"<td>{_cell(p['support'], 3)}</td>{seen}<td class=w>{warnings}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _traces(source: dict[str, Any]) -> str:
+    traces = source.get("traces")
+    if traces is None:
+        return ""
+    dropped = traces["dropped"]
+    return (
+        f" Counterfactual traces: {traces['kept']:,} kept ({traces['incomplete']:,} "
+        f"incomplete), {sum(dropped.values()):,} dropped {html.escape(str(dropped))}; "
+        "estimates also read every arm a request was observed at."
+    )
 
 
 def _image(path: Path, alt: str) -> str:
@@ -187,6 +238,7 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
     plot_arms(document, arms)
     source = document["input"]
     reward = document["settings"]["reward"]
+    with_traces = traced(document)
     sections = [
         "<h1>stopbandit replay</h1>",
         (
@@ -195,12 +247,12 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
             f"{sum(source['invalid'].values()):,} invalid lines "
             f"{html.escape(str(source['invalid']))}; join {html.escape(str(source['join']))}. "
             f"Reward = {reward['em_weight']:g}·EM - "
-            f"{reward['token_cost_per_1k']:g}·tokens/1000.</p>"
+            f"{reward['token_cost_per_1k']:g}·tokens/1000.{_traces(source)}</p>"
         ),
         _image(frontier, "EM-tokens frontier"),
         _image(arms, "reward per arm"),
         "<h2>overall</h2>",
-        _table(document["policies"]),
+        _table(document["policies"], with_traces),
     ]
     for segment, entry in document["segments"].items():
         learned = entry.get("learned") or {}
@@ -208,7 +260,7 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
         sections.append(
             f"<h2>{html.escape(segment)}</h2><p>{entry['n']:,} interactions{greedy}</p>"
         )
-        sections.append(_table(entry["policies"]))
+        sections.append(_table(entry["policies"], with_traces))
     page = directory / "index.html"
     page.write_text(
         "<!doctype html><html><head><meta charset=utf-8><title>stopbandit replay</title>"

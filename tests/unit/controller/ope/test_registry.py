@@ -35,13 +35,17 @@ def mean_of_y(rows):
     )
 
 
+SHIPPED = ("ips", "snips", "dr", "ips_graph", "dr_graph", "direct")
+
+
 def test_the_shipped_estimators_in_the_order_replay_lists_them():
-    """IPS, SNIPS, then DR, the primary, which alone reads the target pmf and a reward model."""
-    assert ESTIMATORS.names == ("ips", "snips", "dr")
-    assert [e.label for e in ESTIMATORS] == ["IPS", "SNIPS", "DR"]
+    """IPS, SNIPS, DR (the primary), then the three that read traces, graph DR leading there."""
+    assert ESTIMATORS.names == SHIPPED
+    assert [e.label for e in ESTIMATORS] == ["IPS", "SNIPS", "DR", "IPS-G", "DR-G", "Direct"]
     assert ESTIMATORS.primary.name == "dr"
-    assert [(e.needs_target_pmf, e.needs_reward_model) for e in ESTIMATORS] == [
-        (False, False), (False, False), (True, True),
+    assert [(e.needs_target_pmf, e.needs_reward_model, e.needs_traces) for e in ESTIMATORS] == [
+        (False, False, False), (False, False, False), (True, True, False),
+        (True, False, True), (True, True, True), (True, False, True),
     ]  # fmt: skip
     assert ESTIMATORS.needs_reward_model
     for estimator in ESTIMATORS:
@@ -51,12 +55,35 @@ def test_the_shipped_estimators_in_the_order_replay_lists_them():
 
 def test_an_unknown_name_is_refused_with_the_registered_names():
     """`get` and `unregister` raise KeyError on a name nobody registered."""
-    with pytest.raises(KeyError, match=r"unknown estimator 'DR' \(registered: ips, snips, dr\)"):
+    with pytest.raises(KeyError, match=r"unknown estimator 'DR' \(registered: ips, snips, dr, "):
         ESTIMATORS.get("DR")
     with pytest.raises(KeyError, match="unknown estimator"):
         ESTIMATORS.unregister("nope")
     assert "nope" not in ESTIMATORS
-    assert ESTIMATORS.names == ("ips", "snips", "dr")
+    assert ESTIMATORS.names == SHIPPED
+
+
+def test_the_lead_and_the_estimators_of_a_log_depend_on_its_traces():
+    """Without traces: DR leads and the trace readers are left out; with them, graph DR leads."""
+    assert ESTIMATORS.lead(traced=False).name == "dr"
+    assert ESTIMATORS.lead(traced=True).name == "dr_graph"
+    assert [e.name for e in ESTIMATORS.for_log(traced=False)] == ["ips", "snips", "dr"]
+    assert [e.name for e in ESTIMATORS.for_log(traced=True)] == list(SHIPPED)
+
+
+def test_without_an_estimator_leading_with_traces_the_primary_leads():
+    """A registry with no `primary_with_traces` leads with its primary on any log."""
+    registry = Registry()
+    registry.register(Estimator("only", "O", mean_of_y, "one", primary=True))
+    assert registry.lead(traced=True).name == "only"
+
+
+def test_a_second_estimator_leading_with_traces_is_refused():
+    """At most one estimator leads on logs with traces."""
+    registry = Registry()
+    registry.register(Estimator("a", "A", mean_of_y, "one", primary_with_traces=True))
+    with pytest.raises(ValueError, match="cannot lead with traces"):
+        registry.register(Estimator("b", "B", mean_of_y, "two", primary_with_traces=True))
 
 
 def test_registration_appends_in_order_and_unregistering_removes():

@@ -52,4 +52,6 @@ def test_every_registered_estimator_appears_for_every_policy_in_registration_ord
         for policy in policies:
             by_name.setdefault(policy["name"], []).append(policy["estimator"])
         assert list(by_name) == ["logged", "fixed:0.5", "fixed:1"]
-        assert all(tuple(estimators) == ESTIMATORS.names for estimators in by_name.values())
+        # The hand-written log has no traces: the estimators that read them are left out.
+        names = tuple(e.name for e in ESTIMATORS.for_log(traced=False))
+        assert all(tuple(estimators) == names for estimators in by_name.values())
