@@ -36,6 +36,8 @@ test: setup brokers helm
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	mkdir -p .typecheck/stopbandit
+	for p in controller policies streams; do ln -sfn ../../$$p .typecheck/stopbandit/$$p; done
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import vowpal_wabbit_next as vw
 
-from controller.learners.outcome import shared_features
-from policies.reward import reward
-from streams.events import Decision, Outcome, Policy
+from stopbandit.controller.learners.outcome import shared_features
+from stopbandit.policies.reward import reward
+from stopbandit.streams.events import Decision, Outcome, Policy
 
 if TYPE_CHECKING:
-    from controller.config import RewardConfig
+    from stopbandit.controller.config import RewardConfig
 
 _DRAWS = 2000
 

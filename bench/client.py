@@ -17,10 +17,10 @@ import time
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from policies.client import PolicyClient
-from policies.emitter import EventEmitter
-from streams.embedded import EmbeddedTansu
-from streams.events import Decision, Outcome, Policy
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EventEmitter
+from stopbandit.streams.embedded import EmbeddedTansu
+from stopbandit.streams.events import Decision, Outcome, Policy
 
 ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 

@@ -43,9 +43,9 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from controller.commands.simulate import simulated_event_lines, simulation_config
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from streams.embedded import EmbeddedTansu, pick_free_port
+from stopbandit.controller.commands.simulate import simulated_event_lines, simulation_config
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.streams.embedded import EmbeddedTansu, pick_free_port
 
 STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")
 # The daemon runs with the environment the image gives it (Dockerfile's ENV); the

@@ -51,10 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import ThompsonAgent, VWEpsilonAgent
 
-from controller.commands.simulate import simulation_config
-from controller.core import ControllerCore
-from controller.sim.scenario import SHIPPED_DIR, load_scenario
-from controller.sim.simulate import Agent, ControllerAgent, Simulation
+from stopbandit.controller.commands.simulate import simulation_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.scenario import SHIPPED_DIR, load_scenario
+from stopbandit.controller.sim.simulate import Agent, ControllerAgent, Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT_DIR = ROOT / "tests" / "data" / "scenarios"

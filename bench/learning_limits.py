@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.config import RewardConfig
-from controller.sim.requests import Requests
-from controller.sim.scenario import SHIPPED_DIR, Scenario, Truth, load_scenario
-from policies.reward import TOKENS_PER_UNIT
+from stopbandit.controller.config import RewardConfig
+from stopbandit.controller.sim.requests import Requests
+from stopbandit.controller.sim.scenario import SHIPPED_DIR, Scenario, Truth, load_scenario
+from stopbandit.policies.reward import TOKENS_PER_UNIT
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

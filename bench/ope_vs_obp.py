@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.ope import cross_fit, doubly_robust, fold_assignment, ips, snips
+from stopbandit.controller.ope import cross_fit, doubly_robust, fold_assignment, ips, snips
 
 
 def load_obp_estimators() -> types.ModuleType:

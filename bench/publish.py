@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from controller.config import StopbanditConfig
-from controller.core import ControllerCore
-from streams.join import Interaction
+from stopbandit.controller.config import StopbanditConfig
+from stopbandit.controller.core import ControllerCore
+from stopbandit.streams.join import Interaction
 
 INTERACTIONS_PER_SEGMENT = 100
 REPEATS = 5

@@ -21,22 +21,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.config import load_config
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.sources import file_events
-from controller.replay.targets import (
+from stopbandit.controller.config import load_config
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.sources import file_events
+from stopbandit.controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,
     logged_target,
     sweep_targets,
 )
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.sim.simulate import START_TS, Simulation
-from streams.codec import decode
-from streams.events import Decision, Outcome, Policy
-from streams.files import event_log_writer
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.controller.sim.simulate import START_TS, Simulation
+from stopbandit.streams.codec import decode
+from stopbandit.streams.events import Decision, Outcome, Policy
+from stopbandit.streams.files import event_log_writer
 
 # An exploring policy around 0.9 for every segment (every arm has some probability).
 PMF = [0.01, 0.04, 0.1, 0.6, 0.15, 0.07, 0.03]

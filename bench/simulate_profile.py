@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import vowpal_wabbit_next as vw
 
-from controller.commands.simulate import simulation_config
-from controller.config import LearnerConfig
-from controller.core import ControllerCore
-from controller.learners.outcome import shared_features
-from controller.sim.scenario import DEFAULT_SCENARIO, Scenario, Truth, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.controller.commands.simulate import simulation_config
+from stopbandit.controller.config import LearnerConfig
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.learners.outcome import shared_features
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, Scenario, Truth, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
 
 TARGET_PER_S = 20_000
 # Simulate interactions/s over raw VW learns/s the path should reach (issue 11).

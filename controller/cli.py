@@ -6,8 +6,8 @@ import argparse
 import importlib
 import sys
 
-from controller.commands import UsageError
-from controller.config import ConfigError
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.config import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("simulate", "replay", "run", "fleet", "demo")
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"controller.commands.{name}").register(subparsers)
+        importlib.import_module(f"stopbandit.controller.commands.{name}").register(subparsers)
     return parser
 
 

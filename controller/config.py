@@ -24,9 +24,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from policies.exploration import ExplorationConfig
-from streams.arms import Arms
-from streams.kafka_config import KafkaConfig
+from stopbandit.policies.exploration import ExplorationConfig
+from stopbandit.streams.arms import Arms
+from stopbandit.streams.kafka_config import KafkaConfig
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails

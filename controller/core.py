@@ -10,15 +10,22 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from controller.learners.outcome import OutcomeLearner
-from policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
-from streams.codec import InvalidEventError
-from streams.events import FALLBACK_SEGMENT, Decision, Event, Outcome, Policy, RewardWeights
-from streams.join import Interaction, JoinBuffer, JoinMismatchError
+from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
+from stopbandit.streams.codec import InvalidEventError
+from stopbandit.streams.events import (
+    FALLBACK_SEGMENT,
+    Decision,
+    Event,
+    Outcome,
+    Policy,
+    RewardWeights,
+)
+from stopbandit.streams.join import Interaction, JoinBuffer, JoinMismatchError
 
 if TYPE_CHECKING:
-    from controller.config import StopbanditConfig
-    from controller.learners.vw import Backend
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.learners.vw import Backend
 
 STATE_FORMAT = 1
 _MASS_CACHE_SIZE = 4096

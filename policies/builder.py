@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from policies.exploration import Exploration, explore
-from policies.reward import reward, reward_cov
-from streams.events import ArmEstimates, Policy, RewardWeights
+from stopbandit.policies.exploration import Exploration, explore
+from stopbandit.policies.reward import reward, reward_cov
+from stopbandit.streams.events import ArmEstimates, Policy, RewardWeights
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from numpy.typing import NDArray
 
-    from policies.exploration import ExplorationConfig
-    from policies.reward import Weights
+    from stopbandit.policies.exploration import ExplorationConfig
+    from stopbandit.policies.reward import Weights
 
 PMF_CHANGE_TOLERANCE = 1e-3
 _PMF_DECIMALS = 6

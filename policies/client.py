@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from policies.sampling import draw_index
-from policies.signing import verify
-from streams.events import FALLBACK_SEGMENT, Decision, Policy
+from stopbandit.policies.sampling import draw_index
+from stopbandit.policies.signing import verify
+from stopbandit.streams.events import FALLBACK_SEGMENT, Decision, Policy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from streams.events import ContextValue
+    from stopbandit.streams.events import ContextValue
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from streams.events import MAX_WIRE_INT
+from stopbandit.streams.events import MAX_WIRE_INT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence

@@ -20,12 +20,12 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from streams.codec import encode, segment_key
+from stopbandit.streams.codec import encode, segment_key
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from streams.events import Event
+    from stopbandit.streams.events import Event
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streams.events import Policy
+    from stopbandit.streams.events import Policy
 
 SIGNATURE_PREFIX = "hmac-sha256:"
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
-    from policies.client import PolicyClient
+    from stopbandit.policies.client import PolicyClient
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Keep the chart's values schema for `config` equal to the daemon's config model.
 
 The `config` value of helm/stopbandit becomes the daemon's config.yaml, so its
-JSON schema is derived from `controller.config.StopbanditConfig` instead of
+JSON schema is derived from `stopbandit.controller.config.StopbanditConfig` instead of
 being written twice: pydantic emits the schema, this script removes the keys
 the chart sets itself or that are secrets, and writes it into
 helm/stopbandit/values.schema.json under properties.config. The rest of that
@@ -60,7 +60,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:  # noqa: ANN401 - a JSON tr
 def config_schema() -> dict[str, Any]:
     """The JSON schema of the chart's `config` value, from the daemon's model."""
     sys.path.insert(0, str(ROOT))
-    from controller.config import StopbanditConfig  # noqa: PLC0415 - after the path is set
+    from stopbandit.controller.config import StopbanditConfig  # noqa: PLC0415 - after the path is set
 
     schema = StopbanditConfig.model_json_schema()
     schema = _inline(schema, schema.pop("$defs", {}))

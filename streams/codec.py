@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from streams.events import Decision, Event, Outcome
+from stopbandit.streams.events import Decision, Event, Outcome
 
 MAX_EVENT_BYTES = 64 * 1024
 _MAX_SHOWN_CHARS = 40

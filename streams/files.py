@@ -10,13 +10,13 @@ import gzip
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
 
-from streams.codec import encode
+from stopbandit.streams.codec import encode
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from streams.events import Event
+    from stopbandit.streams.events import Event
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:

@@ -24,8 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from streams.dedup import RecentIds, digest
-from streams.events import ContextValue, Decision, Outcome
+from stopbandit.streams.dedup import RecentIds, digest
+from stopbandit.streams.events import ContextValue, Decision, Outcome
 
 _T = TypeVar("_T")
 

@@ -21,7 +21,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from streams.kafka_config import KafkaConfig
+    from stopbandit.streams.kafka_config import KafkaConfig
 
 log = structlog.get_logger(__name__)
 

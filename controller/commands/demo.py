@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.live import Live
 
-from controller.commands import UsageError
-from controller.commands.simulate import add_trace_arguments
-from controller.demo.run import Demo, DemoSettings
-from controller.demo.view import progress_table, save_plot, summary, summary_table
-from controller.logs import configure_logging
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.commands.simulate import add_trace_arguments
+from stopbandit.controller.demo.run import Demo, DemoSettings
+from stopbandit.controller.demo.view import progress_table, save_plot, summary, summary_table
+from stopbandit.controller.logs import configure_logging
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
 
 if TYPE_CHECKING:
     import argparse

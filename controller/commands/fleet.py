@@ -13,15 +13,15 @@ import structlog
 from kafka.errors import KafkaError
 from rich.console import Console
 
-from controller.commands import UsageError
-from controller.commands.simulate import add_trace_arguments, simulation_config
-from controller.demo.view import progress_table
-from controller.logs import configure_logging
-from controller.sim.fleet import Fleet
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from policies.client import PolicyClient
-from policies.emitter import EventEmitter
-from policies.sources import TopicFollower
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.commands.simulate import add_trace_arguments, simulation_config
+from stopbandit.controller.demo.view import progress_table
+from stopbandit.controller.logs import configure_logging
+from stopbandit.controller.sim.fleet import Fleet
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EventEmitter
+from stopbandit.policies.sources import TopicFollower
 
 if TYPE_CHECKING:
     import argparse

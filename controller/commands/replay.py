@@ -13,29 +13,29 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controller.commands import UsageError
-from controller.config import load_config
-from controller.logs import configure_logging
-from controller.ope.registry import ESTIMATORS
-from controller.replay.document import build_document, lead_and_others, traced
-from controller.replay.evaluate import DEFAULT_FOLDS, evaluate
-from controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
-from controller.replay.sources import RangeBound, file_events, read_topic_range
-from controller.replay.targets import (
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.config import load_config
+from stopbandit.controller.logs import configure_logging
+from stopbandit.controller.ope.registry import ESTIMATORS
+from stopbandit.controller.replay.document import build_document, lead_and_others, traced
+from stopbandit.controller.replay.evaluate import DEFAULT_FOLDS, evaluate
+from stopbandit.controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
+from stopbandit.controller.replay.sources import RangeBound, file_events, read_topic_range
+from stopbandit.controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,
     logged_target,
     sweep_targets,
 )
-from controller.replay.warm_start import export_checkpoints
-from streams.kafka import client_settings
+from stopbandit.controller.replay.warm_start import export_checkpoints
+from stopbandit.streams.kafka import client_settings
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable, Iterator
 
-    from controller.replay.feed import RawEvent
+    from stopbandit.controller.replay.feed import RawEvent
 
 _PROGRESS_EVERY = 5000
 
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             "format": "controller.daemon.checkpoint_stores v1",
         }
     if args.report:
-        from controller.replay.report import write_report  # noqa: PLC0415 - matplotlib is slow to import
+        from stopbandit.controller.replay.report import write_report  # noqa: PLC0415 - matplotlib is slow to import
 
         write_report(document, args.report)
     if args.json:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from controller.commands import UsageError
-from controller.config import load_config
-from controller.daemon.http import HttpServer
-from controller.daemon.loop import Daemon
-from controller.logs import configure_logging
-from streams.kafka import MissingTopicsError
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.config import load_config
+from stopbandit.controller.daemon.http import HttpServer
+from stopbandit.controller.daemon.loop import Daemon
+from stopbandit.controller.logs import configure_logging
+from stopbandit.streams.kafka import MissingTopicsError
 
 if TYPE_CHECKING:
     import argparse

@@ -13,12 +13,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from controller.commands import UsageError
-from controller.config import StopbanditConfig, load_config
-from controller.core import ControllerCore
-from controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
-from streams.files import EventLogWriter, event_log_writer
+from stopbandit.controller.commands import UsageError
+from stopbandit.controller.config import StopbanditConfig, load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.streams.files import EventLogWriter, event_log_writer
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from kafka.errors import KafkaError
 
-from streams.kafka import Message, Outbox, read_topic
+from stopbandit.streams.kafka import Message, Outbox, read_topic
 
 if TYPE_CHECKING:
-    from controller.config import CheckpointConfig
-    from streams.kafka_config import KafkaConfig
+    from stopbandit.controller.config import CheckpointConfig
+    from stopbandit.streams.kafka_config import KafkaConfig
 
 log = structlog.get_logger(__name__)
 

@@ -31,16 +31,16 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from controller.daemon.checkpoint_stores import Checkpoint, CheckpointError
+from stopbandit.controller.daemon.checkpoint_stores import Checkpoint, CheckpointError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from controller.config import StopbanditConfig
-    from controller.daemon.checkpoint_stores import CheckpointStore
-    from controller.daemon.consumer import Consumer, Offsets
-    from controller.daemon.metrics import Metrics
-    from controller.daemon.partitions import PartitionState
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
+    from stopbandit.controller.daemon.consumer import Consumer, Offsets
+    from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.controller.daemon.partitions import PartitionState
 
 log = structlog.get_logger(__name__)
 

@@ -18,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from controller.daemon.metrics import Metrics
-    from streams.events import Policy
+    from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.streams.events import Policy
 
 log = structlog.get_logger(__name__)
 

@@ -35,15 +35,15 @@ import structlog
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from controller.daemon.checkpoint_stores import open_store
-from controller.daemon.checkpointing import Checkpointer
-from controller.daemon.metrics import Metrics
-from controller.daemon.partitions import Partitions, RebalanceListener
-from controller.daemon.publish import Publisher
-from controller.daemon.traces import DroppedTraces
-from streams.codec import InvalidEventError, decode
-from streams.dlq import DeadLetter
-from streams.kafka import (
+from stopbandit.controller.daemon.checkpoint_stores import open_store
+from stopbandit.controller.daemon.checkpointing import Checkpointer
+from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.controller.daemon.partitions import Partitions, RebalanceListener
+from stopbandit.controller.daemon.publish import Publisher
+from stopbandit.controller.daemon.traces import DroppedTraces
+from stopbandit.streams.codec import InvalidEventError, decode
+from stopbandit.streams.dlq import DeadLetter
+from stopbandit.streams.kafka import (
     Backoff,
     DeliveryError,
     Message,
@@ -59,10 +59,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import TypeAlias
 
-    from controller.config import StopbanditConfig
-    from controller.daemon.checkpoint_stores import CheckpointStore
-    from controller.daemon.consumer import ConsumedRecord, Consumer
-    from streams.events import Policy
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
+    from stopbandit.controller.daemon.consumer import ConsumedRecord, Consumer
+    from stopbandit.streams.events import Policy
 
     # What one poll returns.
     Records: TypeAlias = Mapping[TopicPartition, Sequence[ConsumedRecord]]

@@ -32,18 +32,18 @@ from kafka import TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import CheckpointError
-from streams.kafka import Backoff
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import CheckpointError
+from stopbandit.streams.kafka import Backoff
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
 
-    from controller.config import StopbanditConfig
-    from controller.daemon.checkpoint_stores import CheckpointStore
-    from controller.daemon.consumer import Consumer, Offsets
-    from controller.daemon.metrics import Metrics
-    from controller.daemon.publish import Publisher
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
+    from stopbandit.controller.daemon.consumer import Consumer, Offsets
+    from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.controller.daemon.publish import Publisher
 
 log = structlog.get_logger(__name__)
 

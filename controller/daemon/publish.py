@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from controller.core import fallback_beliefs, policy_builder, reward_weights
-from policies.builder import PolicyBook
-from policies.signing import canonical_json, sign
-from streams.events import FALLBACK_SEGMENT, Policy
-from streams.kafka import Message, Outbox
+from stopbandit.controller.core import fallback_beliefs, policy_builder, reward_weights
+from stopbandit.policies.builder import PolicyBook
+from stopbandit.policies.signing import canonical_json, sign
+from stopbandit.streams.events import FALLBACK_SEGMENT, Policy
+from stopbandit.streams.kafka import Message, Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from controller.config import StopbanditConfig
-    from controller.core import ControllerCore
-    from controller.daemon.metrics import Metrics
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.core import ControllerCore
+    from stopbandit.controller.daemon.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from streams.events import Outcome
+from stopbandit.streams.events import Outcome
 
 if TYPE_CHECKING:
-    from controller.daemon.consumer import ConsumedRecord
-    from controller.daemon.metrics import Metrics
-    from controller.daemon.partitions import PartitionState
-    from streams.events import Event
-    from streams.join import Interaction
+    from stopbandit.controller.daemon.consumer import ConsumedRecord
+    from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.controller.daemon.partitions import PartitionState
+    from stopbandit.streams.events import Event
+    from stopbandit.streams.join import Interaction
 
 log = structlog.get_logger(__name__)
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from controller.daemon.loop import Daemon
+from stopbandit.controller.daemon.loop import Daemon
 
 if TYPE_CHECKING:
-    from controller.config import StopbanditConfig
+    from stopbandit.controller.config import StopbanditConfig
 
 # How long an idle, withheld publish round waits for the fleet's request before the loop polls.
 IDLE_WAIT_S = 0.05

@@ -33,22 +33,22 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from controller.commands.simulate import simulation_config
-from controller.config import load_config
-from controller.demo.pacing import PacedDaemon, PublishPacer
-from controller.sim.fleet import Fleet, FleetError, Progress
-from controller.sim.scenario import Scenario, load_scenario
-from policies.client import PolicyClient
-from policies.emitter import EventEmitter
-from policies.sources import TopicFollower
-from streams.embedded import EmbeddedTansu
-from streams.kafka import TopicSpec, ensure_topics
+from stopbandit.controller.commands.simulate import simulation_config
+from stopbandit.controller.config import load_config
+from stopbandit.controller.demo.pacing import PacedDaemon, PublishPacer
+from stopbandit.controller.sim.fleet import Fleet, FleetError, Progress
+from stopbandit.controller.sim.scenario import Scenario, load_scenario
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EventEmitter
+from stopbandit.policies.sources import TopicFollower
+from stopbandit.streams.embedded import EmbeddedTansu
+from stopbandit.streams.kafka import TopicSpec, ensure_topics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from controller.config import StopbanditConfig
-    from controller.daemon.loop import Daemon
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.daemon.loop import Daemon
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
-    from controller.sim.fleet import Progress, SegmentFigures
+    from stopbandit.controller.sim.fleet import Progress, SegmentFigures
 
 
 def _saving(figures: SegmentFigures) -> float:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.paired import PairedSums
+from stopbandit.controller.learners.paired import PairedSums
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

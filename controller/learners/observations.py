@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.learners.paired import paired_information, step_variances, view
+from stopbandit.controller.learners.paired import paired_information, step_variances, view
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from numpy.typing import NDArray
 
-    from controller.learners.arm_stats import ArmMoments, ArmStats
+    from stopbandit.controller.learners.arm_stats import ArmMoments, ArmStats
 
 _EM_VAR_FLOOR = 0.01
 _DEFAULT_EM_VAR = 0.25

@@ -30,31 +30,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmStats
-from controller.learners.observations import (
+from stopbandit.controller.learners.arm_stats import ArmStats
+from stopbandit.controller.learners.observations import (
     Observations,
     cold_start,
     observations_of,
     stacked,
     step_sampling,
 )
-from controller.learners.pooling import (
+from stopbandit.controller.learners.pooling import (
     deviation_step_sd,
     fit_shape,
     pooled_posterior,
     step_sds,
 )
-from controller.learners.vw import Backend, Regressor, available_backend, make_regressor
-from policies.builder import ArmBeliefs
+from stopbandit.controller.learners.vw import Backend, Regressor, available_backend, make_regressor
+from stopbandit.policies.builder import ArmBeliefs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from numpy.typing import NDArray
 
-    from controller.config import LearnerConfig
-    from streams.events import ContextValue
-    from streams.join import Interaction
+    from stopbandit.controller.config import LearnerConfig
+    from stopbandit.streams.events import ContextValue
+    from stopbandit.streams.join import Interaction
 
 _PRIOR_SUPPORT_FACTOR = 10.0
 _EM_LEVEL_SD = 1.0

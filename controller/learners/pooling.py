@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.learners.smoothing import smooth_posterior
+from stopbandit.controller.learners.smoothing import smooth_posterior
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

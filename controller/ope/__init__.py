@@ -8,21 +8,30 @@ weighting every arm a request observed by its chance of being observed) and
 `direct` (each arm's mean over the requests that observed it) read them.
 """
 
-from controller.ope.direct import direct
-from controller.ope.dr import doubly_robust, dr, dr_terms
-from controller.ope.estimate import Estimate
-from controller.ope.graph import dr_graph, graph_weights, ips_graph, observation_propensity
-from controller.ope.intervals import effective_sample_size, support_warnings, wald_interval
-from controller.ope.ips import importance_weights, ips
-from controller.ope.registry import ESTIMATORS, Estimator, Registry
-from controller.ope.reward_model import (
+from stopbandit.controller.ope.direct import direct
+from stopbandit.controller.ope.dr import doubly_robust, dr, dr_terms
+from stopbandit.controller.ope.estimate import Estimate
+from stopbandit.controller.ope.graph import (
+    dr_graph,
+    graph_weights,
+    ips_graph,
+    observation_propensity,
+)
+from stopbandit.controller.ope.intervals import (
+    effective_sample_size,
+    support_warnings,
+    wald_interval,
+)
+from stopbandit.controller.ope.ips import importance_weights, ips
+from stopbandit.controller.ope.registry import ESTIMATORS, Estimator, Registry
+from stopbandit.controller.ope.reward_model import (
     cross_fit,
     cross_fit_observed,
     fit_cell_means,
     fold_assignment,
 )
-from controller.ope.rows import Graph, Rows
-from controller.ope.snips import snips
+from stopbandit.controller.ope.rows import Graph, Rows
+from stopbandit.controller.ope.snips import snips
 
 __all__ = [
     "ESTIMATORS",

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks, intervals
-from controller.ope.estimate import Estimate
+from stopbandit.controller.ope import _checks, intervals
+from stopbandit.controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.rows import Rows
 
 # A cell with fewer observations has a variance estimate too rough for its interval.
 MIN_OBSERVATIONS = 30

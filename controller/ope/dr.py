@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks, intervals, reward_model
+from stopbandit.controller.ope import _checks, intervals, reward_model
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.ope.estimate import Estimate
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.estimate import Estimate
+    from stopbandit.controller.ope.rows import Rows
 
 
 def dr_terms(

@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks, intervals
+from stopbandit.controller.ope import _checks, intervals
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.ope.estimate import Estimate
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.estimate import Estimate
+    from stopbandit.controller.ope.rows import Rows
 
 
 def trace_share(

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks
-from controller.ope.estimate import Estimate
+from stopbandit.controller.ope import _checks
+from stopbandit.controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from controller.ope import _checks, intervals
+from stopbandit.controller.ope import _checks, intervals
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from controller.ope.estimate import Estimate
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.estimate import Estimate
+    from stopbandit.controller.ope.rows import Rows
 
 
 def importance_weights(

@@ -22,17 +22,17 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from controller.ope.direct import direct_from_rows
-from controller.ope.dr import dr_from_rows
-from controller.ope.graph import dr_graph_from_rows, ips_graph_from_rows
-from controller.ope.ips import ips_from_rows
-from controller.ope.snips import snips_from_rows
+from stopbandit.controller.ope.direct import direct_from_rows
+from stopbandit.controller.ope.dr import dr_from_rows
+from stopbandit.controller.ope.graph import dr_graph_from_rows, ips_graph_from_rows
+from stopbandit.controller.ope.ips import ips_from_rows
+from stopbandit.controller.ope.snips import snips_from_rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from controller.ope.estimate import Estimate
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.estimate import Estimate
+    from stopbandit.controller.ope.rows import Rows
 
 # Names are JSON values, table keys and HTML cells: short lowercase words keep them plain.
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import _checks
+from stopbandit.controller.ope import _checks
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

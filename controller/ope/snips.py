@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope import intervals
-from controller.ope.estimate import Estimate
-from controller.ope.ips import weighted_rows
+from stopbandit.controller.ope import intervals
+from stopbandit.controller.ope.estimate import Estimate
+from stopbandit.controller.ope.ips import weighted_rows
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.ope.rows import Rows
+    from stopbandit.controller.ope.rows import Rows
 
 
 def snips(

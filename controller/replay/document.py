@@ -35,15 +35,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from controller.ope.registry import ESTIMATORS
-from policies.reward import reward
+from stopbandit.controller.ope.registry import ESTIMATORS
+from stopbandit.policies.reward import reward
 
 if TYPE_CHECKING:
-    from controller.config import RewardConfig
-    from controller.ope.registry import Estimator
-    from controller.replay.estimates import Evaluation
-    from controller.replay.feed import ReplayLog
-    from controller.replay.targets import Sweep, Target
+    from stopbandit.controller.config import RewardConfig
+    from stopbandit.controller.ope.registry import Estimator
+    from stopbandit.controller.replay.estimates import Evaluation
+    from stopbandit.controller.replay.feed import ReplayLog
+    from stopbandit.controller.replay.targets import Sweep, Target
 
 
 def build_document(

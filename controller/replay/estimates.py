@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from controller.ope import Estimate
-    from controller.replay.graph_inputs import ObservedShare
+    from stopbandit.controller.ope import Estimate
+    from stopbandit.controller.replay.graph_inputs import ObservedShare
 
 
 @dataclass(frozen=True)

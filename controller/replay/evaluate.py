@@ -34,21 +34,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from controller.ope import Estimate, cross_fit, fold_assignment
-from controller.ope.intervals import diagnose, effective_sample_size
-from controller.ope.registry import ESTIMATORS
-from controller.ope.rows import Graph, Rows
-from controller.replay import graph_inputs
-from controller.replay.estimates import Evaluation, PolicyEstimate
-from policies.reward import reward
+from stopbandit.controller.ope import Estimate, cross_fit, fold_assignment
+from stopbandit.controller.ope.intervals import diagnose, effective_sample_size
+from stopbandit.controller.ope.registry import ESTIMATORS
+from stopbandit.controller.ope.rows import Graph, Rows
+from stopbandit.controller.replay import graph_inputs
+from stopbandit.controller.replay.estimates import Evaluation, PolicyEstimate
+from stopbandit.policies.reward import reward
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.config import RewardConfig
-    from controller.ope.registry import Estimator
-    from controller.replay.feed import ReplayLog
-    from controller.replay.targets import Target
+    from stopbandit.controller.config import RewardConfig
+    from stopbandit.controller.ope.registry import Estimator
+    from stopbandit.controller.replay.feed import ReplayLog
+    from stopbandit.controller.replay.targets import Target
 
 __all__ = ["DEFAULT_FOLDS", "OUTCOMES", "Evaluation", "PolicyEstimate", "evaluate", "support_check"]
 

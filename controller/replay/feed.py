@@ -31,20 +31,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
-from controller.core import ControllerCore
-from controller.replay.observations import Observations, TraceRecorder, TraceStats
-from controller.sim.simulate import ControllerAgent
-from streams.codec import InvalidEventError, decode
-from streams.events import Decision
-from streams.join import Interaction, JoinBuffer, JoinMismatchError
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.replay.observations import Observations, TraceRecorder, TraceStats
+from stopbandit.controller.sim.simulate import ControllerAgent
+from stopbandit.streams.codec import InvalidEventError, decode
+from stopbandit.streams.events import Decision
+from stopbandit.streams.join import Interaction, JoinBuffer, JoinMismatchError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from numpy.typing import NDArray
 
-    from controller.config import StopbanditConfig
-    from streams.events import Event, Policy
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.streams.events import Event, Policy
 
 log = structlog.get_logger(__name__)
 

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from controller.ope.graph import observation_propensity
-from controller.ope.reward_model import cross_fit_observed
-from controller.ope.rows import Graph
-from policies.reward import reward
+from stopbandit.controller.ope.graph import observation_propensity
+from stopbandit.controller.ope.reward_model import cross_fit_observed
+from stopbandit.controller.ope.rows import Graph
+from stopbandit.policies.reward import reward
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.config import RewardConfig
-    from controller.replay.feed import ReplayLog
+    from stopbandit.controller.config import RewardConfig
+    from stopbandit.controller.replay.feed import ReplayLog
 
 
 @dataclass(frozen=True)

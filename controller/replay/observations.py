@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.config import StopbanditConfig
+    from stopbandit.controller.config import StopbanditConfig
 
 
 @dataclass

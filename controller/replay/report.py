@@ -31,7 +31,7 @@ mpl.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from controller.replay.document import lead_and_others, traced
+from stopbandit.controller.replay.document import lead_and_others, traced
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 
-from controller.replay.feed import RawEvent
-from streams.files import read_event_lines
+from stopbandit.controller.replay.feed import RawEvent
+from stopbandit.streams.files import read_event_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from controller.config import RewardConfig
+from stopbandit.controller.config import RewardConfig
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.core import ControllerCore
-    from controller.replay.feed import ReplayLog
+    from stopbandit.controller.core import ControllerCore
+    from stopbandit.controller.replay.feed import ReplayLog
 
 SweepField = Literal["token_cost_per_1k", "em_weight"]
 SWEEP_FIELDS: tuple[SweepField, ...] = ("token_cost_per_1k", "em_weight")

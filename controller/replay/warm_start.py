@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from kafka.partitioner.default import murmur2
 
-from controller.daemon.checkpoint_stores import Checkpoint, DirCheckpointStore
+from stopbandit.controller.daemon.checkpoint_stores import Checkpoint, DirCheckpointStore
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from controller.core import ControllerCore
+    from stopbandit.controller.core import ControllerCore
 
 log = structlog.get_logger(__name__)
 

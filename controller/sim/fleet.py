@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from controller.sim.requests import Requests, nearest_arm
-from controller.sim.scenario import Scenario, Truth
-from controller.sim.simulate import evaluate_arms
-from streams.events import FALLBACK_SEGMENT
+from stopbandit.controller.sim.requests import Requests, nearest_arm
+from stopbandit.controller.sim.scenario import Scenario, Truth
+from stopbandit.controller.sim.simulate import evaluate_arms
+from stopbandit.streams.events import FALLBACK_SEGMENT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from controller.config import RewardConfig
-    from policies.client import PolicyClient
-    from policies.emitter import EventEmitter
+    from stopbandit.controller.config import RewardConfig
+    from stopbandit.policies.client import PolicyClient
+    from stopbandit.policies.emitter import EventEmitter
 
 log = structlog.get_logger(__name__)
 

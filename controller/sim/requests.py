@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streams.events import Outcome
+from stopbandit.streams.events import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from controller.sim.scenario import DriftSpec, Truth
-    from streams.events import ContextValue
+    from stopbandit.controller.sim.scenario import DriftSpec, Truth
+    from stopbandit.streams.events import ContextValue
 
 START_TS = 1_764_489_600.0
 SECONDS_PER_INTERACTION = 0.01

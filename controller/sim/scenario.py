@@ -15,14 +15,14 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.reward import reward
-from streams.arms import Arms
-from streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
+from stopbandit.policies.reward import reward
+from stopbandit.streams.arms import Arms
+from stopbandit.streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from controller.config import RewardConfig
+    from stopbandit.controller.config import RewardConfig
 
 SHIPPED_DIR = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SHIPPED_DIR / "mixed-reasoning.yaml"

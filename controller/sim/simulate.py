@@ -22,20 +22,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from controller.sim.requests import SECONDS_PER_INTERACTION, START_TS, Requests, nearest_arm
-from controller.sim.scenario import Scenario, Truth
-from policies.sampling import draw_index
-from streams.events import FALLBACK_SEGMENT, Decision, Outcome, Policy
+from stopbandit.controller.sim.requests import (
+    SECONDS_PER_INTERACTION,
+    START_TS,
+    Requests,
+    nearest_arm,
+)
+from stopbandit.controller.sim.scenario import Scenario, Truth
+from stopbandit.policies.sampling import draw_index
+from stopbandit.streams.events import FALLBACK_SEGMENT, Decision, Outcome, Policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from numpy.typing import NDArray
 
-    from controller.config import RewardConfig
-    from controller.core import ControllerCore
-    from controller.sim.requests import Request
-    from streams.files import EventLogWriter
+    from stopbandit.controller.config import RewardConfig
+    from stopbandit.controller.core import ControllerCore
+    from stopbandit.controller.sim.requests import Request
+    from stopbandit.streams.files import EventLogWriter
 
 # The request clock is controller.sim.requests'; it stays importable from here.
 __all__ = [

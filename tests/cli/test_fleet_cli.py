@@ -11,8 +11,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
-from streams.codec import decode
-from streams.embedded import EmbeddedTansu
+from stopbandit.streams.codec import decode
+from stopbandit.streams.embedded import EmbeddedTansu
 
 STOPBANDIT = str(Path(sys.executable).with_name("stopbandit"))
 

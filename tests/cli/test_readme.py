@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
+from stopbandit.controller.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

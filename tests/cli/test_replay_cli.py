@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import DirCheckpointStore
+from stopbandit.controller.config import load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import DirCheckpointStore
 
 DATA = Path(__file__).parents[1] / "data"
 GOLDEN_LOG = DATA / "replay-golden.jsonl.gz"

@@ -9,15 +9,15 @@ of test_replay_golden.py (LEARNED_GREEDY, SWEEP, LEARNED) for the current learne
 import sys
 from pathlib import Path
 
-from controller.config import load_config
-from controller.core import ControllerCore
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.sources import file_events
-from controller.replay.targets import Sweep, learned_target, sweep_targets
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
-from streams.files import event_log_writer
+from stopbandit.controller.config import load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.sources import file_events
+from stopbandit.controller.replay.targets import Sweep, learned_target, sweep_targets
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.streams.files import event_log_writer
 
 DATA = Path(__file__).parents[1] / "data"
 PATH = DATA / "replay-golden.jsonl.gz"

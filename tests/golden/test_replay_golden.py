@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.config import load_config
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.sources import file_events
-from controller.replay.targets import (
+from stopbandit.controller.config import load_config
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.sources import file_events
+from stopbandit.controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,

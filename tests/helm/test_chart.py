@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.config import ConfigError, StopbanditConfig, load_config
+from stopbandit.controller.config import ConfigError, StopbanditConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "stopbandit"

@@ -82,7 +82,7 @@ def test_entrypoint_runs_the_daemon_with_the_chart_config_path():
     command = json.loads(_last("ENTRYPOINT")) + json.loads(_last("CMD"))
     assert command == ["stopbandit", "run", "--config", "/etc/stopbandit/config.yaml"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["stopbandit"] == "controller.cli:main"
+    assert scripts["stopbandit"] == "stopbandit.controller.cli:main"
 
 
 def test_runs_as_the_non_root_user_the_chart_expects():

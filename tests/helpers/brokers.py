@@ -25,7 +25,7 @@ import structlog
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from streams.embedded import (
+from stopbandit.streams.embedded import (
     LOOPBACK,
     BrokerStartError,
     EmbeddedTansu,
@@ -34,8 +34,8 @@ from streams.embedded import (
     terminate,
     wait_until_ready,
 )
-from streams.kafka import read_topic
-from streams.kafka_config import KafkaConfig
+from stopbandit.streams.kafka import read_topic
+from stopbandit.streams.kafka_config import KafkaConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from kafka import TopicPartition
 from kafka.future import Future
 
-from controller.config import load_config
-from streams.codec import encode
-from streams.events import Decision, Outcome
+from stopbandit.controller.config import load_config
+from stopbandit.streams.codec import encode
+from stopbandit.streams.events import Decision, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from controller.daemon.checkpoint_stores import Checkpoint
+    from stopbandit.controller.daemon.checkpoint_stores import Checkpoint
 
 TOPIC = "events"
 SEGMENT = "math/gsm8k/r1"

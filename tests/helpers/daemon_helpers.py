@@ -16,12 +16,12 @@ import yaml
 from brokers import fold_latest, read_to_end
 from kafka import KafkaProducer
 
-from controller.commands.simulate import simulated_event_lines, simulation_config
-from controller.config import StopbanditConfig, load_config
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import DirCheckpointStore, KafkaCheckpointStore
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from streams.codec import decode
+from stopbandit.controller.commands.simulate import simulated_event_lines, simulation_config
+from stopbandit.controller.config import StopbanditConfig, load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import DirCheckpointStore, KafkaCheckpointStore
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.streams.codec import decode
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics

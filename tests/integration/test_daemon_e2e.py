@@ -21,12 +21,12 @@ from daemon_helpers import (
     simulated_lines,
 )
 
-from controller.daemon.loop import Daemon
-from policies.signing import verify
-from streams.events import FALLBACK_SEGMENT
+from stopbandit.controller.daemon.loop import Daemon
+from stopbandit.policies.signing import verify
+from stopbandit.streams.events import FALLBACK_SEGMENT
 
 if TYPE_CHECKING:
-    from controller.core import ControllerCore
+    from stopbandit.controller.core import ControllerCore
 
 pytestmark = pytest.mark.integration
 

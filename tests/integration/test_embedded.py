@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from kafka import KafkaConsumer
 
-import streams.embedded
-from streams.embedded import BrokerStartError, EmbeddedTansu, pick_free_port
+import stopbandit.streams.embedded
+from stopbandit.streams.embedded import BrokerStartError, EmbeddedTansu, pick_free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,6 +91,6 @@ def test_taken_port_is_retried_on_another(monkeypatch: pytest.MonkeyPatch) -> No
         squatter.listen()
         taken = squatter.getsockname()[1]
         ports = iter([taken, pick_free_port()])
-        monkeypatch.setattr(streams.embedded, "pick_free_port", lambda: next(ports))
+        monkeypatch.setattr(stopbandit.streams.embedded, "pick_free_port", lambda: next(ports))
         with EmbeddedTansu() as broker:
             assert broker.port != taken

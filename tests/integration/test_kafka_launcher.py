@@ -11,7 +11,7 @@ import pytest
 from brokers import KafkaBroker, create_topics, read_to_end
 from kafka import KafkaProducer
 
-from streams.embedded import pick_free_port
+from stopbandit.streams.embedded import pick_free_port
 
 if TYPE_CHECKING:
     from pathlib import Path

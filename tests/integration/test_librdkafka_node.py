@@ -28,10 +28,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from daemon_helpers import HMAC_KEY, base_settings, config_of
 
-from controller.daemon.http import HttpServer
-from controller.daemon.loop import Daemon
-from policies.client import PolicyClient
-from policies.sources import HttpPoller, TopicFollower
+from stopbandit.controller.daemon.http import HttpServer
+from stopbandit.controller.daemon.loop import Daemon
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.sources import HttpPoller, TopicFollower
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics

@@ -8,11 +8,11 @@ import pytest
 from brokers import read_to_end
 from kafka import KafkaProducer
 
-from policies.client import PolicyClient
-from policies.emitter import EventEmitter
-from policies.sources import TopicFollower
-from streams.codec import decode
-from streams.events import Decision, Outcome, Policy
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EventEmitter
+from stopbandit.policies.sources import TopicFollower
+from stopbandit.streams.codec import decode
+from stopbandit.streams.events import Decision, Outcome, Policy
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import pytest
 from kafka import KafkaProducer
 
-from controller.config import load_config
-from controller.replay.feed import RawEvent, replay
-from controller.replay.sources import RangeBound, read_topic_range
+from stopbandit.controller.config import load_config
+from stopbandit.controller.replay.feed import RawEvent, replay
+from stopbandit.controller.replay.sources import RangeBound, read_topic_range
 
 if TYPE_CHECKING:
     from brokers import Broker, Topics

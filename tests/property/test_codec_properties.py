@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.codec import InvalidEventError, decode, encode, segment_key
-from streams.events import Decision, Event, Outcome
+from stopbandit.streams.codec import InvalidEventError, decode, encode, segment_key
+from stopbandit.streams.events import Decision, Event, Outcome
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 finite = st.floats(allow_nan=False, allow_infinity=False)

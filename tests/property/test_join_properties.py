@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import Decision, Outcome
-from streams.join import JoinBuffer, JoinMismatchError
+from stopbandit.streams.events import Decision, Outcome
+from stopbandit.streams.join import JoinBuffer, JoinMismatchError
 
 WAIT_S = 10.0
 # A few ids so that duplicates and both orders are common; steps that straddle the window.

@@ -5,8 +5,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from controller.ope import cross_fit, doubly_robust, dr, dr_terms, fold_assignment, ips, snips
-from controller.ope.ips import importance_weights
+from stopbandit.controller.ope import (
+    cross_fit,
+    doubly_robust,
+    dr,
+    dr_terms,
+    fold_assignment,
+    ips,
+    snips,
+)
+from stopbandit.controller.ope.ips import importance_weights
 
 OUTCOME = st.floats(-100.0, 100.0, allow_nan=False, allow_infinity=False)
 PROPENSITY = st.floats(0.01, 1.0)

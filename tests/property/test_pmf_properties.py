@@ -4,9 +4,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
-from policies.exploration import MIN_SUPPORT, ExplorationConfig, explore, probability_best
-from streams.events import RewardWeights
+from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
+from stopbandit.policies.exploration import (
+    MIN_SUPPORT,
+    ExplorationConfig,
+    explore,
+    probability_best,
+)
+from stopbandit.streams.events import RewardWeights
 
 ARMS = 7
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.client import PolicyClient
-from streams.events import Policy
+from stopbandit.policies.client import PolicyClient
+from stopbandit.streams.events import Policy
 
 ARMS = [0.5, 0.9, 1.0]
 

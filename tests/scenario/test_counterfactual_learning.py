@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.commands.simulate import simulation_config
-from controller.core import ControllerCore
-from controller.sim.scenario import SHIPPED_DIR, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
-from streams.codec import decode
-from streams.events import Outcome
-from streams.files import event_log_writer
+from stopbandit.controller.commands.simulate import simulation_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.scenario import SHIPPED_DIR, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.streams.codec import decode
+from stopbandit.streams.events import Outcome
+from stopbandit.streams.files import event_log_writer
 
 MIXED = SHIPPED_DIR / "mixed-reasoning.yaml"
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from controller.commands.simulate import simulation_config
-from controller.core import ControllerCore
-from controller.sim.fleet import Fleet
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
-from policies.client import PolicyClient
-from policies.emitter import EmitterStats
+from stopbandit.controller.commands.simulate import simulation_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.fleet import Fleet
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EmitterStats
 
 if TYPE_CHECKING:
-    from streams.events import Event
+    from stopbandit.streams.events import Event
 
 
 class ListEmitter:

@@ -8,7 +8,7 @@ rows each (fixed seeds, so the test is deterministic and can fail).
 import numpy as np
 import pytest
 
-from controller.ope import dr, ips, snips
+from stopbandit.controller.ope import dr, ips, snips
 
 EM_PROBABILITY = np.array([[0.55, 0.70, 0.80, 0.85], [0.90, 0.85, 0.60, 0.40]])
 SEGMENT_SHARE = np.array([0.5, 0.5])

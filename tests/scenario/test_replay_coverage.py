@@ -45,15 +45,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.config import load_config
-from controller.core import ControllerCore
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.sources import file_events
-from controller.replay.targets import fixed_targets, learned_target, logged_target
-from controller.sim.scenario import Truth, load_scenario
-from controller.sim.simulate import START_TS, ControllerAgent, Simulation, evaluate_arms
-from streams.files import event_log_writer
+from stopbandit.controller.config import load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.sources import file_events
+from stopbandit.controller.replay.targets import fixed_targets, learned_target, logged_target
+from stopbandit.controller.sim.scenario import Truth, load_scenario
+from stopbandit.controller.sim.simulate import START_TS, ControllerAgent, Simulation, evaluate_arms
+from stopbandit.streams.files import event_log_writer
 
 pytestmark = pytest.mark.slow
 

@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.config import load_config
-from controller.core import ControllerCore
-from controller.replay.feed import replay
-from controller.replay.sources import file_events
-from controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
-from controller.sim.simulate import ControllerAgent, Simulation
-from streams.codec import decode
-from streams.files import event_log_writer, read_event_lines
+from stopbandit.controller.config import load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.sources import file_events
+from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.streams.codec import decode
+from stopbandit.streams.files import event_log_writer, read_event_lines
 
 CONFIG = load_config(Path(__file__).parents[1] / "data" / "replay-golden.yaml")
 INTERACTIONS = 2_000

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from streams.events import Decision, Outcome, Policy
+from stopbandit.streams.events import Decision, Outcome, Policy
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

@@ -17,13 +17,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE_MODULES = [
-    "streams.join",
-    "streams.events",
-    "streams.codec",
-    "controller.core",
-    "controller.learners.outcome",
-    "policies.exploration",
-    "policies.builder",
+    "stopbandit.streams.join",
+    "stopbandit.streams.events",
+    "stopbandit.streams.codec",
+    "stopbandit.controller.core",
+    "stopbandit.controller.learners.outcome",
+    "stopbandit.policies.exploration",
+    "stopbandit.policies.builder",
 ]
 # Broker clients, socket servers and the metrics server: the IO edge, never the core.
 FORBIDDEN_MODULES = [
@@ -34,8 +34,8 @@ FORBIDDEN_MODULES = [
     "wsgiref",
     "prometheus_client",
     "asyncio",
-    "streams.kafka",
-    "controller.daemon",
+    "stopbandit.streams.kafka",
+    "stopbandit.controller.daemon",
 ]
 
 PROBE = textwrap.dedent(
@@ -64,9 +64,9 @@ PROBE = textwrap.dedent(
     # Drive the core through a join, a learn and a build, with files watched as well.
     builtins.open = guard("open", builtins.open)
     touched = phase["drive"] = []
-    from controller.config import StopbanditConfig
-    from controller.core import ControllerCore
-    from streams.events import Decision, Outcome
+    from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.core import ControllerCore
+    from stopbandit.streams.events import Decision, Outcome
 
     config = StopbanditConfig()
     core = ControllerCore(config)
@@ -124,12 +124,12 @@ def test_pure_core_reads_no_clock_and_no_file(report: dict[str, object]) -> None
 PACKAGES = ("streams", "policies", "controller")
 # The serving node installs these; they may import streams and each other, never controller.
 NODE_MODULES = (
-    "policies.client",
-    "policies.sources",
-    "policies.emitter",
-    "policies.sampling",
-    "policies.signing",
-    "policies.counterfactual",
+    "stopbandit.policies.client",
+    "stopbandit.policies.sources",
+    "stopbandit.policies.emitter",
+    "stopbandit.policies.sampling",
+    "stopbandit.policies.signing",
+    "stopbandit.policies.counterfactual",
 )
 
 
@@ -137,7 +137,7 @@ def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join(["stopbandit", *parts])
 
 
 def _project_imports() -> dict[str, set[str]]:
@@ -192,9 +192,9 @@ def test_streams_and_the_node_sdk_import_nothing_from_the_controller() -> None:
     """Dependencies point down: controller -> policies -> streams, never upward."""
     graph = _project_imports()
     upward = {
-        module: sorted(target for target in targets if target.startswith("controller"))
+        module: sorted(target for target in targets if target.startswith("stopbandit.controller"))
         for module, targets in graph.items()
-        if module.startswith("streams") or module in NODE_MODULES
+        if module.startswith("stopbandit.streams") or module in NODE_MODULES
     }
     assert {module: targets for module, targets in upward.items() if targets} == {}
-    assert {m for m in graph if m.startswith("policies")} >= set(NODE_MODULES)
+    assert {m for m in graph if m.startswith("stopbandit.policies")} >= set(NODE_MODULES)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import ValidationError
 
-from controller.config import DEFAULT_ARMS, ConfigError, load_config
+from stopbandit.controller.config import DEFAULT_ARMS, ConfigError, load_config
 
 MASK = "*" * 10  # how pydantic prints a SecretStr
 

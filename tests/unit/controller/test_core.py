@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config import load_config
-from controller.core import ControllerCore
-from streams.events import Decision, Outcome
-from streams.join import Interaction
+from stopbandit.controller.config import load_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.streams.events import Decision, Outcome
+from stopbandit.streams.join import Interaction
 
 ARMS = [0.5, 0.8, 0.9, 1.0]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
-from policies.exploration import ExplorationConfig, explore
-from policies.reward import reward, reward_cov
-from streams.events import RewardWeights
+from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
+from stopbandit.policies.exploration import ExplorationConfig, explore
+from stopbandit.policies.reward import reward, reward_cov
+from stopbandit.streams.events import RewardWeights
 
 ARMS = [0.5, 0.9, 1.0]
 WEIGHTS = RewardWeights(em_weight=1.0, token_cost_per_1k=0.02)

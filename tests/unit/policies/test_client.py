@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 from structlog.testing import capture_logs
 
-from policies.client import Choice, PolicyClient
-from policies.sampling import draw_index
-from policies.signing import sign
-from streams.codec import decode, encode
-from streams.events import Policy
+from stopbandit.policies.client import Choice, PolicyClient
+from stopbandit.policies.sampling import draw_index
+from stopbandit.policies.signing import sign
+from stopbandit.streams.codec import decode, encode
+from stopbandit.streams.events import Policy
 
 ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 KEY = b"shared-secret"
@@ -116,7 +116,7 @@ def test_a_client_with_a_key_holds_a_correctly_signed_policy():
     client = PolicyClient(fallback_threshold=1.0, hmac_key=KEY)
     document = make_policy("a", 1).model_dump(mode="json", exclude_none=True)
     document["future_field"] = {"x": 1}
-    from policies.signing import signature_of  # noqa: PLC0415 - only this test needs it
+    from stopbandit.policies.signing import signature_of  # noqa: PLC0415 - only this test needs it
 
     document["signature"] = signature_of(document, KEY)
     assert client.offer(b"a", json.dumps(document).encode())

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.counterfactual import BudgetAnswer, Probe, budget_trace, confidence_trace
-from streams.codec import decode, encode
-from streams.events import Outcome, counterfactual_entries
+from stopbandit.policies.counterfactual import BudgetAnswer, Probe, budget_trace, confidence_trace
+from stopbandit.streams.codec import decode, encode
+from stopbandit.streams.events import Outcome, counterfactual_entries
 
 CONFIDENCE_ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 BUDGET_ARMS = [512, 1024, 2048, 4096, 8192]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.exploration import (
+from stopbandit.policies.exploration import (
     ExplorationConfig,
     _draws,
     explore,

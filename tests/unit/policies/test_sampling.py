@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from policies import sampling
-from policies.sampling import draw_index, request_uniform
+from stopbandit.policies import sampling
+from stopbandit.policies.sampling import draw_index, request_uniform
 
 # SCHEMA.md's example policy.
 SCHEMA_PMF = [0.0, 0.0, 0.02, 0.05, 0.88, 0.05, 0.0]

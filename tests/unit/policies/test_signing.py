@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from policies.signing import SIGNATURE_PREFIX, canonical_json, sign, signature_of, verify
-from streams.events import Policy, RewardWeights
+from stopbandit.policies.signing import SIGNATURE_PREFIX, canonical_json, sign, signature_of, verify
+from stopbandit.streams.events import Policy, RewardWeights
 
 KEY = b"shared-key"
 POLICY = Policy(

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-import policies.emitter
-from policies.client import PolicyClient
-from policies.emitter import EventEmitter
-from policies.sources import HttpPoller, load_policy_file, policy_documents
-from streams.events import Outcome, Policy
+import stopbandit.policies.emitter
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.emitter import EventEmitter
+from stopbandit.policies.sources import HttpPoller, load_policy_file, policy_documents
+from stopbandit.streams.events import Outcome, Policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,7 +75,7 @@ def test_emit_drops_and_counts_when_the_queue_is_full(monkeypatch):
         producers.append(BlockedProducer(**settings))
         return producers[-1]
 
-    monkeypatch.setattr(policies.emitter, "KafkaProducer", make)
+    monkeypatch.setattr(stopbandit.policies.emitter, "KafkaProducer", make)
     emitter = EventEmitter("127.0.0.1:1", "events", queue_size=5)
     with capture_logs() as logs:
         results = [emitter.emit(outcome(i)) for i in range(20)]

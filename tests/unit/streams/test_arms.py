@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.arms import Arms
+from stopbandit.streams.arms import Arms
 
 
 def test_exact_and_float_noise_values_find_their_arm() -> None:

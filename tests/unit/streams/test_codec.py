@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from streams.codec import MAX_EVENT_BYTES, InvalidEventError, decode, encode, segment_key
-from streams.events import Decision, Outcome
+from stopbandit.streams.codec import MAX_EVENT_BYTES, InvalidEventError, decode, encode, segment_key
+from stopbandit.streams.events import Decision, Outcome
 
 # SCHEMA.md's examples, verbatim.
 DECISION_EXAMPLE = b"""{"type": "decision", "v": 1, "request_id": "9f2c-77", "ts": 1764489600.123,

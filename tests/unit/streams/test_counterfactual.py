@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.codec import decode, encode
-from streams.events import Outcome
+from stopbandit.streams.codec import decode, encode
+from stopbandit.streams.events import Outcome
 
 
 def outcome_bytes(counterfactual: object, tokens: int = 900) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.dedup import RecentIds, digest
+from stopbandit.streams.dedup import RecentIds, digest
 
 
 class _Reference:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.dlq import MAX_DEAD_LETTER_VALUE_BYTES, DeadLetter
+from stopbandit.streams.dlq import MAX_DEAD_LETTER_VALUE_BYTES, DeadLetter
 
 
 def letter(key: bytes | None, value: bytes | None) -> dict:

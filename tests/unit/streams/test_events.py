@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from streams.events import (
+from stopbandit.streams.events import (
     FALLBACK_SEGMENT,
     Decision,
     Outcome,

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from streams.codec import decode
-from streams.events import Decision, Event, Outcome
-from streams.files import event_log_writer, read_event_lines
+from stopbandit.streams.codec import decode
+from stopbandit.streams.events import Decision, Event, Outcome
+from stopbandit.streams.files import event_log_writer, read_event_lines
 
 if TYPE_CHECKING:
     from pathlib import Path

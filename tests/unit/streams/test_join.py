@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.events import Decision, Outcome
-from streams.join import Interaction, JoinBuffer, JoinMismatchError
+from stopbandit.streams.events import Decision, Outcome
+from stopbandit.streams.join import Interaction, JoinBuffer, JoinMismatchError
 
 WAIT_S = 300.0
 

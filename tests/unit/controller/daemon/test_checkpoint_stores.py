@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import pytest
 from daemon_fakes import config, interaction
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import (
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import (
     Checkpoint,
     CheckpointError,
     DirCheckpointStore,
     KafkaCheckpointStore,
 )
-from streams.codec import decode
+from stopbandit.streams.codec import decode
 
 
 def learned_core(n: int) -> ControllerCore:
@@ -162,7 +162,7 @@ class LogOutbox:
         self._queued.append(Sent(message.key, message.value))
 
     def flush(self, timeout_s: float) -> None:
-        from streams.kafka import DeliveryError  # noqa: PLC0415
+        from stopbandit.streams.kafka import DeliveryError  # noqa: PLC0415
 
         for sent in self._queued:
             if self.fail_after is not None and len(self.log) >= self.fail_after:
@@ -180,7 +180,7 @@ def kafka_store(outbox: LogOutbox, monkeypatch, chunk_bytes: int) -> KafkaCheckp
         records = [type("R", (), {"key": s.key, "value": s.value})() for s in outbox.log[begin:]]
         return records, {0: len(outbox.log)}
 
-    monkeypatch.setattr("controller.daemon.checkpoint_stores.read_topic", read_topic)
+    monkeypatch.setattr("stopbandit.controller.daemon.checkpoint_stores.read_topic", read_topic)
     return KafkaCheckpointStore(
         config(kafka={"group_id": "g"}).kafka, outbox, "ckpt", chunk_bytes=chunk_bytes
     )

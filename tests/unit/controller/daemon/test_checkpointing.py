@@ -7,12 +7,12 @@ from __future__ import annotations
 from daemon_fakes import TOPIC, FakeClock, FakeConsumer, FakeStore, Journal, config, interaction
 from kafka.errors import KafkaError
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import CheckpointError
-from controller.daemon.checkpointing import Checkpointer
-from controller.daemon.metrics import Metrics
-from controller.daemon.partitions import PartitionState
-from streams.codec import decode
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import CheckpointError
+from stopbandit.controller.daemon.checkpointing import Checkpointer
+from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.controller.daemon.partitions import PartitionState
+from stopbandit.streams.codec import decode
 
 WALL_S = 1_800_000_000.0
 

@@ -13,7 +13,7 @@ import pytest
 from daemon_fakes import FakeConsumer
 from kafka import KafkaConsumer
 
-from controller.daemon.consumer import ConsumedRecord, Consumer
+from stopbandit.controller.daemon.consumer import ConsumedRecord, Consumer
 
 MEMBERS = sorted(
     name

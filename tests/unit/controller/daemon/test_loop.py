@@ -19,9 +19,9 @@ from daemon_fakes import (
 )
 from structlog.testing import capture_logs
 
-from controller.daemon.loop import Daemon
-from controller.daemon.publish import version_floor
-from controller.daemon.traces import DROPPED_TRACES_LOGGED
+from stopbandit.controller.daemon.loop import Daemon
+from stopbandit.controller.daemon.publish import version_floor
+from stopbandit.controller.daemon.traces import DROPPED_TRACES_LOGGED
 
 WALL_S = 1_800_000_000.0
 

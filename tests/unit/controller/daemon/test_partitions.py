@@ -21,14 +21,14 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import Checkpoint, CheckpointError
-from controller.daemon.metrics import Metrics
-from controller.daemon.partitions import Partitions, PartitionState, RebalanceListener
-from controller.daemon.publish import Publisher
-from controller.learners.arm_stats import ArmStats
-from streams.codec import decode
-from streams.kafka import Outbox
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import Checkpoint, CheckpointError
+from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.controller.daemon.partitions import Partitions, PartitionState, RebalanceListener
+from stopbandit.controller.daemon.publish import Publisher
+from stopbandit.controller.learners.arm_stats import ArmStats
+from stopbandit.streams.codec import decode
+from stopbandit.streams.kafka import Outbox
 
 
 def tps(*numbers):

@@ -7,12 +7,12 @@ import json
 import pytest
 from daemon_fakes import SEGMENT, FakeProducer, Journal, config, interaction
 
-from controller.core import ControllerCore
-from controller.daemon.metrics import Metrics
-from controller.daemon.publish import VERSIONS_PER_MS, Publisher, version_floor
-from policies.signing import verify
-from streams.codec import decode
-from streams.kafka import Outbox
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.controller.daemon.publish import VERSIONS_PER_MS, Publisher, version_floor
+from stopbandit.policies.signing import verify
+from stopbandit.streams.codec import decode
+from stopbandit.streams.kafka import Outbox
 
 WALL_S = 1_764_489_600.0
 KEY = "k" * 32

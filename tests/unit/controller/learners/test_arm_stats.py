@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controller.learners.arm_stats import AFTER_DRIFT_MAX_COUNT, ArmStats
+from stopbandit.controller.learners.arm_stats import AFTER_DRIFT_MAX_COUNT, ArmStats
 
 
 def test_means_and_variances_without_decay() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.learners.arm_stats import ArmStats
-from controller.learners.paired import PairedSums, correlation, paired_information, view
+from stopbandit.controller.learners.arm_stats import ArmStats
+from stopbandit.controller.learners.paired import PairedSums, correlation, paired_information, view
 
 
 def nested_stats(

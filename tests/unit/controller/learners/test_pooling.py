@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
-from controller.learners.smoothing import path_laplacian, smooth_posterior
+from stopbandit.controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
+from stopbandit.controller.learners.smoothing import path_laplacian, smooth_posterior
 
 
 def test_laplacian_of_a_path() -> None:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from controller.config import LearnerConfig
-from controller.learners.outcome import OutcomeLearner
-from controller.learners.vw import available_backend, make_regressor
-from streams.join import Interaction
+from stopbandit.controller.config import LearnerConfig
+from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.controller.learners.vw import available_backend, make_regressor
+from stopbandit.streams.join import Interaction
 
 BACKENDS = ("vowpal-wabbit-next", "vowpalwabbit")
 ARGS = ["--quiet", "-q", "sa"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controller.ope import doubly_robust, dr, ips, snips, support_warnings, wald_interval
+from stopbandit.controller.ope import doubly_robust, dr, ips, snips, support_warnings, wald_interval
 
 NAN, INF = float("nan"), float("inf")
 

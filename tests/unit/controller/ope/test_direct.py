@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import Graph, Rows, cross_fit, cross_fit_observed, direct
-from controller.ope.direct import direct_from_rows
+from stopbandit.controller.ope import Graph, Rows, cross_fit, cross_fit_observed, direct
+from stopbandit.controller.ope.direct import direct_from_rows
 
 NAN = math.nan
 Z95 = 1.959963984540054

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import doubly_robust, dr, dr_terms, ips
+from stopbandit.controller.ope import doubly_robust, dr, dr_terms, ips
 
 Z95 = 1.959963984540054
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import (
+from stopbandit.controller.ope import (
     Graph,
     Rows,
     doubly_robust,
@@ -15,7 +15,7 @@ from controller.ope import (
     ips_graph,
     observation_propensity,
 )
-from controller.ope.graph import (
+from stopbandit.controller.ope.graph import (
     dr_graph_from_rows,
     graph_support_warnings,
     ips_graph_from_rows,

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import effective_sample_size, support_warnings, wald_interval
-from controller.ope.intervals import normal_quantile, snips_influence, weight_warnings
+from stopbandit.controller.ope import effective_sample_size, support_warnings, wald_interval
+from stopbandit.controller.ope.intervals import normal_quantile, snips_influence, weight_warnings
 
 
 def test_wald_interval_by_hand():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import importance_weights, ips
+from stopbandit.controller.ope import importance_weights, ips
 
 Z95 = 1.959963984540054  # NormalDist().inv_cdf(0.975)
 

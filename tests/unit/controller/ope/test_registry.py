@@ -5,8 +5,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from controller.ope import ESTIMATORS, Estimator, Registry, Rows, doubly_robust, ips, snips
-from controller.ope.intervals import wald_estimate
+from stopbandit.controller.ope import (
+    ESTIMATORS,
+    Estimator,
+    Registry,
+    Rows,
+    doubly_robust,
+    ips,
+    snips,
+)
+from stopbandit.controller.ope.intervals import wald_estimate
 
 # 3 rows, 2 arms (as in test_dr): w = [2, 2, 2].
 PMF = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])

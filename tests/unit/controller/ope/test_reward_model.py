@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controller.ope import cross_fit, fit_cell_means, fold_assignment
+from stopbandit.controller.ope import cross_fit, fit_cell_means, fold_assignment
 
 
 def test_shrunk_cell_means_by_hand():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from controller.ope import snips
+from stopbandit.controller.ope import snips
 
 Z95 = 1.959963984540054
 

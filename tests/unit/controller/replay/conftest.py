@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from controller.config import load_config
-from controller.replay.document import build_document
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import RawEvent, replay
-from controller.replay.targets import fixed_targets, logged_target
+from stopbandit.controller.config import load_config
+from stopbandit.controller.replay.document import build_document
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import RawEvent, replay
+from stopbandit.controller.replay.targets import fixed_targets, logged_target
 
 # reward = 2 EM - 10 * tokens / 1000 = 2 EM - 0.01 tokens
 CONFIG = load_config(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from controller.ope import ESTIMATORS
-from controller.replay.document import build_document
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.targets import (
+from stopbandit.controller.ope import ESTIMATORS
+from stopbandit.controller.replay.document import build_document
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.targets import (
     Sweep,
     fixed_targets,
     learned_target,

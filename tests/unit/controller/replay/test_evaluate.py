@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.ope import dr, fold_assignment
-from controller.replay.evaluate import evaluate, support_check
-from controller.replay.targets import logged_target
+from stopbandit.controller.ope import dr, fold_assignment
+from stopbandit.controller.replay.evaluate import evaluate, support_check
+from stopbandit.controller.replay.targets import logged_target
 
 
 def test_ips_and_snips_of_fixed_thresholds_match_the_hand_computed_formulas(evaluation):

@@ -13,14 +13,14 @@ import re
 
 import pytest
 
-from controller.commands.replay import print_summary
-from controller.config import load_config
-from controller.ope import ESTIMATORS
-from controller.replay.document import build_document
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import RawEvent, replay
-from controller.replay.report import write_report
-from controller.replay.targets import fixed_targets, logged_target
+from stopbandit.controller.commands.replay import print_summary
+from stopbandit.controller.config import load_config
+from stopbandit.controller.ope import ESTIMATORS
+from stopbandit.controller.replay.document import build_document
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import RawEvent, replay
+from stopbandit.controller.replay.report import write_report
+from stopbandit.controller.replay.targets import fixed_targets, logged_target
 
 CONFIG = load_config(None, arms=[0.5, 1.0], reference_arm=1.0, default_arm=1.0,
                      reward={"em_weight": 2.0, "token_cost_per_1k": 10.0})  # fmt: skip

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from controller.core import ControllerCore
-from controller.replay.feed import replay
-from streams.codec import decode
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.replay.feed import replay
+from stopbandit.streams.codec import decode
 
 
 def test_join_gives_interactions_in_join_order_with_their_propensities(log):

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from controller.config import load_config
-from controller.replay.feed import RawEvent, replay
+from stopbandit.controller.config import load_config
+from stopbandit.controller.replay.feed import RawEvent, replay
 
 CONFIG = load_config(
     None,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from controller.cli import main
-from controller.ope import ESTIMATORS, Estimator
-from controller.ope.intervals import wald_estimate
-from controller.replay.evaluate import evaluate
-from controller.replay.feed import replay
-from controller.replay.targets import fixed_targets, logged_target
+from stopbandit.controller.cli import main
+from stopbandit.controller.ope import ESTIMATORS, Estimator
+from stopbandit.controller.ope.intervals import wald_estimate
+from stopbandit.controller.replay.evaluate import evaluate
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.targets import fixed_targets, logged_target
 
 CONFIG_YAML = """\
 arms: [0.5, 1.0]
@@ -100,7 +100,7 @@ def test_a_registered_estimator_reaches_the_json_the_table_and_the_report(
     capsys, monkeypatch, tmp_path, lines
 ):
     """`stopbandit replay`: its entries in --json, its column in the table, its rows in HTML."""
-    monkeypatch.setattr("controller.commands.replay.configure_logging", lambda *_: None)
+    monkeypatch.setattr("stopbandit.controller.commands.replay.configure_logging", lambda *_: None)
     monkeypatch.setenv("COLUMNS", "200")
     log_path, config_path = tmp_path / "events.jsonl", tmp_path / "config.yaml"
     log_path.write_text("\n".join(lines) + "\n")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from controller.ope import ESTIMATORS
-from controller.replay.report import write_report
+from stopbandit.controller.ope import ESTIMATORS
+from stopbandit.controller.replay.report import write_report
 
 ROW = re.compile(r"<tr><td>([^<]*)</td><td>([^<]*)</td>")
 

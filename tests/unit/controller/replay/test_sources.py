@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.replay.sources import RangeBound, file_events
+from stopbandit.controller.replay.sources import RangeBound, file_events
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.replay.feed import replay
-from controller.replay.targets import Sweep, greedy_under
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.targets import Sweep, greedy_under
 
 
 def test_a_sweep_point_at_the_configured_weight_is_the_learned_greedy_policy(config, lines, raw):

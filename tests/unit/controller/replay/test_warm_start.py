@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kafka.partitioner import DefaultPartitioner
 
-from controller.core import ControllerCore
-from controller.daemon.checkpoint_stores import DirCheckpointStore
-from controller.replay.feed import replay
-from controller.replay.warm_start import default_partition, export_checkpoints
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_stores import DirCheckpointStore
+from stopbandit.controller.replay.feed import replay
+from stopbandit.controller.replay.warm_start import default_partition, export_checkpoints
 
 
 def test_default_partition_matches_kafka_python():

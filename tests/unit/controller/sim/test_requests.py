@@ -13,14 +13,14 @@ import math
 import numpy as np
 import pytest
 
-from controller.sim.requests import (
+from stopbandit.controller.sim.requests import (
     SECONDS_PER_INTERACTION,
     START_TS,
     Request,
     Requests,
     nearest_arm,
 )
-from controller.sim.scenario import Scenario, Truth
+from stopbandit.controller.sim.scenario import Scenario, Truth
 
 Z = 4.5
 N = 40_000
