@@ -3,12 +3,14 @@
 Parsed once at start into frozen models and passed down; nothing reads the
 environment later. Environment variables override the file, with `__`
 between nested keys (`STOPBANDIT_REWARD__TOKEN_COST_PER_1K=0.01`). A bad
-value stops the start with the field and the reason (`ConfigError`).
+value stops the start with the field and the reason (`ConfigError`), and so does
+a `STOPBANDIT_` variable that names no setting.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
@@ -24,6 +26,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from stopbandit.controller.config_env import unknown_env_names
 from stopbandit.policies.exploration import ExplorationConfig
 from stopbandit.streams.arms import Arms
 from stopbandit.streams.kafka_config import KafkaConfig
@@ -257,6 +260,8 @@ def load_config(
             raise ConfigError([(str(path), f"cannot read YAML ({_yaml_problem(error)})")]) from None
         if not isinstance(document, dict):
             raise ConfigError([(str(path), "must be a YAML mapping")])
+    if strangers := unknown_env_names(StopbanditConfig, os.environ):
+        raise ConfigError(strangers)
     token = _yaml_path.set(path)
     try:
         return StopbanditConfig(**overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path  # noqa: TC003 - pydantic reads the annotation at runtime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class KafkaConfig(BaseModel):
@@ -17,7 +17,7 @@ class KafkaConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     events_topic: str = "stopbandit.events"
     policies_topic: str = "stopbandit.policies"
     dlq_topic: str = "stopbandit.dlq"
@@ -39,3 +39,11 @@ class KafkaConfig(BaseModel):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # kafka-python and librdkafka both take "host1:9092,host2:9092"; so does this file.
+        if isinstance(value, str):
+            return [server.strip() for server in value.split(",") if server.strip()]
+        return value
