@@ -109,3 +109,43 @@ def test_frequencies_match_the_pmf_within_four_sigma() -> None:
     # The check has power: nearby wrong pmfs fail it on the same counts.
     assert not within_four_sigma(counts, [0.05, 0.0, 0.15, 0.31, 0.49])
     assert not within_four_sigma(counts, [0.06, 0.0, 0.14, 0.3, 0.5])
+
+
+def control_uniform_by_hand(request_id: str) -> float:
+    """The documented control rule: the same hash over "stopbandit-control:" + request_id."""
+    digest = hashlib.sha256(("stopbandit-control:" + request_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@pytest.mark.parametrize("request_id", ["9f2c-77", "b", "req-1", "a"])
+def test_control_uniform_is_the_documented_hash_on_its_own_domain(request_id: str) -> None:
+    """Membership uses its own prefix, so it is not the draw's number."""
+    u = sampling.control_uniform(request_id)
+    assert u == control_uniform_by_hand(request_id)
+    assert u != request_uniform(request_id)
+
+
+def test_control_group_has_its_fraction_and_is_independent_of_the_draw() -> None:
+    """About `fraction` of ids are members, and members draw arms like everyone else."""
+    ids = [f"req-{i}" for i in range(40_000)]
+    members = [rid for rid in ids if sampling.in_control(rid, 0.1)]
+    assert abs(len(members) / len(ids) - 0.1) < 4 * math.sqrt(0.1 * 0.9 / len(ids))
+    pmf = [0.2, 0.3, 0.5]
+    drawn = [draw_index(pmf, rid) for rid in members]
+    for k, p in enumerate(pmf):
+        share = drawn.count(k) / len(drawn)
+        assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / len(drawn))
+    assert not any(sampling.in_control(rid, 0.0) for rid in ids[:1000])
+
+
+def test_serve_index_and_served_pmf() -> None:
+    """Members get the control arm; the served pmf mixes its share in and sums to 1."""
+    pmf = [0.0, 0.6, 0.4]
+    member = next(f"m-{i}" for i in range(1000) if sampling.in_control(f"m-{i}", 0.2))
+    outsider = next(f"o-{i}" for i in range(1000) if not sampling.in_control(f"o-{i}", 0.2))
+    assert sampling.serve_index(pmf, member, (0, 0.2)) == 0
+    assert sampling.serve_index(pmf, outsider, (0, 0.2)) == draw_index(pmf, outsider)
+    assert sampling.serve_index(pmf, member, None) == draw_index(pmf, member)
+    served = sampling.served_pmf(pmf, 0, 0.2)
+    assert served == pytest.approx([0.2, 0.48, 0.32])
+    assert sum(served) == pytest.approx(1.0)
