@@ -14,12 +14,13 @@ WORKDIR /src
 # Dependencies first, pinned, so a source change does not reinstall them.
 COPY requirements/runtime.txt requirements/runtime.txt
 RUN /opt/stopbandit/bin/pip install --require-virtualenv -r requirements/runtime.txt
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml README.md* LICENSE ./
 COPY controller/ controller/
 COPY policies/ policies/
 COPY streams/ streams/
-# --no-deps: everything the package needs is already pinned above.
-RUN /opt/stopbandit/bin/pip install --require-virtualenv --no-deps . \
+# The controller extra, not the embedded broker: the daemon talks to the fleet's Kafka.
+# --no-deps: everything it needs is already pinned above.
+RUN /opt/stopbandit/bin/pip install --require-virtualenv --no-deps '.[controller]' \
     && /opt/stopbandit/bin/pip check
 
 FROM ${PYTHON_IMAGE} AS runtime

