@@ -28,7 +28,8 @@ from pydantic_settings import (
 
 from stopbandit.controller.config_env import unknown_env_names
 from stopbandit.policies.exploration import ExplorationConfig
-from stopbandit.streams.arms import Arms
+from stopbandit.policies.guardrail import GuardrailConfig
+from stopbandit.streams.arms import DEFAULT_KNOB, Arms, Knob, arm_problem, reference_arm
 from stopbandit.streams.kafka_config import KafkaConfig
 
 if TYPE_CHECKING:
@@ -115,12 +116,25 @@ class PublishConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    """Where partition state is kept between runs."""
+    """Where partition state is kept between runs, and what a restore does with bad state.
+
+    Attributes:
+        on_corrupt: no valid checkpoint remains (every copy corrupt, written for other
+            arms, or deleted while the group has committed offsets): `refuse` keeps the
+            partition paused and the replica not ready until an operator acts
+            (`stopbandit checkpoint inspect|reset`); `reset` starts it fresh from the
+            committed offset, everything it had learned lost, with an error and an alarm.
+        on_offset_ahead: the offset to resume from is past the end of the events
+            partition (the topic was recreated): `refuse` keeps it paused; `reset_offsets`
+            keeps the learned state and consumes the partition from its beginning.
+    """
 
     store: Literal["dir", "kafka"] = "dir"
     dir: Path = Path("checkpoints")
     topic: str = "stopbandit.checkpoints"
     interval_s: Positive = 30.0
+    on_corrupt: Literal["refuse", "reset"] = "refuse"
+    on_offset_ahead: Literal["refuse", "reset_offsets"] = "refuse"
 
 
 class HttpConfig(_Section):
@@ -133,8 +147,84 @@ class HttpConfig(_Section):
 class LogConfig(_Section):
     """Structured logging."""
 
-    format: Literal["json", "console"] = "json"
+    # auto: readable lines on a terminal, JSON lines otherwise (a pod's log collector).
+    format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ControlConfig(_Section):
+    """The control group: requests served at a fixed arm, to measure what the policies earn.
+
+    Attributes:
+        fraction: share of each segment's requests in the control group, chosen from the
+            request_id (policies/sampling.py). 0 (the default) turns it off: every request
+            in it forgoes the savings, and a run's logs stay what they were; the day-1
+            runbook (docs/operations.md) sets 0.02.
+        arm: the arm control requests are served at; None means `reference_arm`, which
+            never stops early and is the reference the guardrail measures EM drops from.
+            Set it to the threshold the fleet ran before to measure against that instead.
+        top_segments: segments reported by name in the outcome metrics, the busiest by
+            traffic; the rest are summed under one label, so /metrics stays bounded.
+    """
+
+    fraction: Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False)] = 0.0
+    arm: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    top_segments: Annotated[int, Field(ge=0, le=1000)] = 20
+
+
+class TargetConfig(_Section):
+    """Target mode (controller.targets): token_cost_per_1k tuned online to meet one target.
+
+    Off unless one of the two targets is set, and never both; both are
+    fleet-wide and measured against the reference arm. The step rule is in controller/targets.py.
+
+    Attributes:
+        token_reduction: share of the reference arm's tokens to save (0.30: cut 30 %),
+            losing as little EM as the reward allows.
+        max_em_drop_pts: EM points below the reference arm the fleet may lose, saving
+            as many tokens as that allows.
+        interval_s: least event time between two steps of λ.
+        min_interactions: least requests an interval must hold before λ steps.
+        integral_gain: e-folds of λ per point of error per step (None: the metric's default).
+        proportional_gain: e-folds of λ per point of change in the error (None: default).
+        max_step: largest change of log λ in one step.
+        lambda_min: least token_cost_per_1k λ may take (> 0: λ moves multiplicatively).
+        lambda_max: largest token_cost_per_1k λ may take.
+    """
+
+    token_reduction: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] | None = None
+    max_em_drop_pts: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] | None = None
+    interval_s: Positive = 10.0
+    min_interactions: Annotated[int, Field(ge=1)] = 500
+    integral_gain: Positive | None = None
+    proportional_gain: NonNegative | None = None
+    max_step: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.25
+    lambda_min: Positive = 1e-4
+    lambda_max: Positive = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether target mode is on (one of the targets is set)."""
+        return self.token_reduction is not None or self.max_em_drop_pts is not None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        # Off by default; a section that sets anything must say which target it is for.
+        if self.token_reduction is not None and self.max_em_drop_pts is not None:
+            raise ValueError(
+                "exactly one of token_reduction and max_em_drop_pts must be set, "
+                f"got {self.token_reduction} and {self.max_em_drop_pts}"
+            )
+        if not self.enabled and self.model_fields_set:
+            raise ValueError(
+                "exactly one of token_reduction and max_em_drop_pts must be set "
+                f"(got only {', '.join(sorted(self.model_fields_set))})"
+            )
+        if self.lambda_min >= self.lambda_max:
+            raise ValueError(
+                f"lambda_min ({self.lambda_min}) must be below lambda_max ({self.lambda_max})"
+            )
+        return self
 
 
 _yaml_path: ContextVar[Path | None] = ContextVar("_yaml_path", default=None)
@@ -150,7 +240,10 @@ class StopbanditConfig(BaseSettings):
         extra="forbid",
     )
 
-    arms: list[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(
+    # What an arm is (streams.arms): the knob's rules check the arms after parsing, and
+    # the reference and default arms default to the knob's arm that never stops early.
+    knob: Knob = DEFAULT_KNOB
+    arms: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
         default_factory=lambda: list(DEFAULT_ARMS)
     )
     reference_arm: float = 1.0
@@ -158,12 +251,17 @@ class StopbanditConfig(BaseSettings):
     reward: RewardConfig = RewardConfig()
     join: JoinConfig = JoinConfig()
     exploration: ExplorationConfig = ExplorationConfig()
+    # Arms that confidently lose more than max_em_drop_pts EM are kept out (policies.guardrail).
+    guardrail: GuardrailConfig = GuardrailConfig()
     learner: LearnerConfig = LearnerConfig()
     publish: PublishConfig = PublishConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    # Target mode: off unless a target is set (controller.targets).
+    target: TargetConfig = TargetConfig()
+    control: ControlConfig = ControlConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -182,16 +280,63 @@ class StopbanditConfig(BaseSettings):
         sources.append(file_secret_settings)
         return tuple(sources)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _knob_defaults(cls, data: Any) -> Any:  # noqa: ANN401 - raw input, checked after
+        # Budgets have no default list, and their reference arm is the largest budget: the
+        # defaults of reference_arm and default_arm follow the knob when not given.
+        if not isinstance(data, dict) or data.get("knob") != "token_budget":
+            return data
+        arms = data.get("arms")
+        if "arms" not in data:
+            raise ValueError("arms: the token_budget knob needs its budgets listed")
+        numbers = isinstance(arms, list) and all(
+            isinstance(a, int | float) and not isinstance(a, bool) for a in arms
+        )
+        if numbers and arms:
+            top = reference_arm("token_budget", [float(a) for a in arms])
+            data = {"reference_arm": top, "default_arm": top, **data}
+        return data
+
     @model_validator(mode="after")
     def _arms_are_usable(self) -> Self:
         if len(self.arms) < 2:  # noqa: PLR2004 - a bandit needs two arms
-            raise ValueError("arms: at least two thresholds are needed")
-        if any(b <= a for a, b in zip(self.arms, self.arms[1:], strict=False)):
-            raise ValueError("arms: must be strictly ascending")
+            raise ValueError("arms: at least two arms are needed")
+        problem = arm_problem(self.knob, self.arms)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         for name in ("reference_arm", "default_arm"):
             if self.arm_index(getattr(self, name)) is None:
-                raise ValueError(f"{name}: {getattr(self, name)} is not one of the arms")
+                raise ValueError(f"{name}: {getattr(self, name):g} is not one of the arms")
+        if self.arm_index(self.reference_arm) != len(self.arms) - 1:
+            raise ValueError(
+                f"reference_arm: {self.reference_arm:g} stops requests early; the reference "
+                f"is the arm that never does, the highest ({self.arms[-1]:g})"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _floors_fit_the_cap(self) -> Self:
+        # Every arm off the greedy one may hold the floor: together they must fit the cap.
+        floors = self.exploration.floor * (len(self.arms) - 1)
+        if floors > self.exploration.max_explore + 1e-12:
+            raise ValueError(
+                f"exploration.floor: {self.exploration.floor:g} x {len(self.arms) - 1} arms off "
+                f"the greedy one = {floors:g} exceeds exploration.max_explore "
+                f"{self.exploration.max_explore:g} (lower the floor or raise the cap)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _control_arm_is_an_arm(self) -> Self:
+        if self.control.arm is not None and self.arm_index(self.control.arm) is None:
+            raise ValueError(f"control.arm: {self.control.arm:g} is not one of the arms")
+        return self
+
+    @property
+    def control_arm(self) -> float:
+        """The arm control-group requests are served at (`reference_arm` unless set)."""
+        return self.reference_arm if self.control.arm is None else self.control.arm
 
     @functools.cached_property
     def arm_table(self) -> Arms:

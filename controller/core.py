@@ -11,10 +11,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.controller.targets import TargetMode
 from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
 from stopbandit.streams.codec import InvalidEventError
 from stopbandit.streams.events import (
     FALLBACK_SEGMENT,
+    ControlGroup,
     Decision,
     Event,
     Outcome,
@@ -36,7 +38,13 @@ class ControllerCore:
 
     def __init__(self, config: StopbanditConfig, backend: Backend | None = None) -> None:
         self.config = config
-        self.weights = reward_weights(config)
+        # Target mode: token_cost_per_1k is λ, tuned from what is served (controller.targets).
+        self.target = (
+            TargetMode.of(config.target, config.reward.token_cost_per_1k)
+            if config.target.enabled
+            else None
+        )
+        self.weights = reward_weights(config, self.target)
         self.join = JoinBuffer(
             wait_s=config.join.wait_s,
             max_pending=config.join.max_pending,
@@ -83,6 +91,8 @@ class ControllerCore:
         """Update the models with one joined interaction, at every arm its node observed."""
         if self.learner.learn_one(interaction, self.observed(interaction)):
             self.drifts += 1
+        if self.target is not None:
+            self.target.tally.add(interaction.segment, interaction.em, interaction.tokens)
 
     def observed(self, interaction: Interaction) -> list[tuple[int, float, float, float]]:
         """(arm, em, tokens, probability of being observed) of every arm the request was seen at.
@@ -171,6 +181,8 @@ class ControllerCore:
         issued: list[Policy] = []
         if estimates is None:
             estimates = self.learner.estimates_all()
+        if self.target is not None:
+            self.tune(estimates, now)
         for segment, beliefs in estimates.items():
             policy = self.book.issue(self.builder, segment, beliefs, self.weights, now, force=force)
             if policy is not None:
@@ -183,6 +195,23 @@ class ControllerCore:
             if policy is not None:
                 issued.append(policy)
         return issued
+
+    def tune(self, estimates: dict[str, ArmBeliefs], now: float) -> None:
+        """Target mode: settle the tally at the reference arm's estimates, step λ if local."""
+        assert self.target is not None  # noqa: S101 - callers check
+        reference = self.config.arm_index(self.config.reference_arm)
+        assert reference is not None  # noqa: S101 - the config model guarantees it
+        self.target.publish_round(
+            {s: (float(b.em[reference]), float(b.tokens[reference])) for s, b in estimates.items()},
+            now,
+        )
+        self.weights = reward_weights(self.config, self.target)
+
+    def set_lambda(self, value: float) -> None:
+        """Target mode: take a λ stepped elsewhere (the daemon's fleet-wide controller)."""
+        assert self.target is not None  # noqa: S101 - callers check
+        self.target.controller.lambda_ = value
+        self.weights = reward_weights(self.config, self.target)
 
     @property
     def policies(self) -> dict[str, Policy]:
@@ -198,6 +227,8 @@ class ControllerCore:
             "last_version": self.book.last_version,
             "policies": {s: p.model_dump(mode="json") for s, p in self.book.current.items()},
             "drifts": self.drifts,
+            # Only in target mode: a checkpoint without it restores as before.
+            **({"target": self.target.snapshot()} if self.target is not None else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -213,6 +244,9 @@ class ControllerCore:
         self.book.raise_to(int(state["last_version"]))
         self.book.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
         self.drifts = int(state["drifts"])
+        if self.target is not None and state.get("target") is not None:
+            self.target.restore(state["target"])
+            self.weights = reward_weights(self.config, self.target)
 
 
 def fallback_beliefs(learner: OutcomeLearner, estimates: dict[str, ArmBeliefs]) -> ArmBeliefs:
@@ -228,15 +262,32 @@ def fallback_beliefs(learner: OutcomeLearner, estimates: dict[str, ArmBeliefs]) 
 def policy_builder(config: StopbanditConfig) -> PolicyBuilder:
     """The policy builder of a configuration: its arms, default arm and exploration rule."""
     default_arm = config.arm_index(config.default_arm)
-    if default_arm is None:  # the config model already guarantees it
-        raise ValueError("default_arm is not one of the arms")
+    reference_arm = config.arm_index(config.reference_arm)
+    if default_arm is None or reference_arm is None:  # the config model already guarantees it
+        raise ValueError("default_arm and reference_arm must be arms")
+    control = (
+        ControlGroup(fraction=config.control.fraction, arm=config.control_arm)
+        if config.control.fraction > 0.0
+        else None
+    )
     return PolicyBuilder(
-        arms=list(config.arms), default_arm=default_arm, exploration=config.exploration
+        arms=list(config.arms),
+        default_arm=default_arm,
+        exploration=config.exploration,
+        knob=config.knob,
+        control=control,
+        reference_arm=reference_arm,
+        guardrail=config.guardrail,
     )
 
 
-def reward_weights(config: StopbanditConfig) -> RewardWeights:
-    """The configured reward weights, as policies echo them."""
-    return RewardWeights(
-        em_weight=config.reward.em_weight, token_cost_per_1k=config.reward.token_cost_per_1k
+def reward_weights(config: StopbanditConfig, target: TargetMode | None = None) -> RewardWeights:
+    """The reward weights policies are built with and echo.
+
+    The configured ones; in target mode, the tuned λ as `token_cost_per_1k`.
+    """
+    # λ to six significant digits: policies echo it, and a step below that changes nothing.
+    token_cost_per_1k = (
+        config.reward.token_cost_per_1k if target is None else float(f"{target.lambda_:.6g}")
     )
+    return RewardWeights(em_weight=config.reward.em_weight, token_cost_per_1k=token_cost_per_1k)

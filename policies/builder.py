@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stopbandit.policies.exploration import Exploration, explore
+from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms
 from stopbandit.policies.reward import reward, reward_cov
-from stopbandit.streams.events import ArmEstimates, Policy, RewardWeights
+from stopbandit.streams.arms import DEFAULT_KNOB, Knob
+from stopbandit.streams.events import ArmEstimates, ControlGroup, Policy, RewardWeights
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,16 +82,38 @@ def _rounded_pmf(pmf: NDArray[np.float64]) -> list[float]:
     return values
 
 
+def exploration_share(policy: Policy) -> float:
+    """The probability `policy` puts off its greedy arm: the share of requests it explores with."""
+    greedy = min(range(len(policy.arms)), key=lambda k: abs(policy.arms[k] - policy.greedy))
+    return max(0.0, 1.0 - policy.pmf[greedy])
+
+
 @dataclass(frozen=True)
 class PolicyBuilder:
-    """Turns one segment's beliefs into its pmf, greedy arm and policy."""
+    """Turns one segment's beliefs into its pmf, greedy arm and policy.
+
+    `reference_arm` (an index) is the arm the guardrail measures EM drops
+    against; without it (or without a `guardrail` limit) nothing is blocked.
+    """
 
     arms: list[float]
     default_arm: int
     exploration: ExplorationConfig
+    # What the arms mean to the nodes (SCHEMA 1.1), carried by every policy.
+    knob: Knob = DEFAULT_KNOB
+    # Carried by every policy so nodes serve the control group (policies/sampling.py).
+    control: ControlGroup | None = None
 
-    def decide(self, beliefs: ArmBeliefs, weights: Weights) -> Exploration:
-        """The pmf and greedy arm under `weights`: the reward's belief through exploration."""
+    reference_arm: int | None = None
+    guardrail: GuardrailConfig = field(default_factory=GuardrailConfig)
+
+    def decide(
+        self, beliefs: ArmBeliefs, weights: Weights, *, segment: str | None = None
+    ) -> Exploration:
+        """The pmf and greedy arm under `weights`: the reward's belief through exploration.
+
+        `segment` picks its guardrail limit when the limit is per segment (None: `*`'s).
+        """
         return explore(
             reward(beliefs.em, beliefs.tokens, weights),
             reward_cov(beliefs.em_cov, beliefs.tokens_cov, weights),
@@ -97,6 +121,16 @@ class PolicyBuilder:
             self.default_arm,
             self.exploration,
             free_below=beliefs.trace_share,
+            blocked=self.blocked(beliefs, segment),
+        )
+
+    def blocked(self, beliefs: ArmBeliefs, segment: str | None = None) -> NDArray[np.bool_] | None:
+        """Arms the guardrail keeps at the floor for `segment` (None: no guardrail applies)."""
+        limit = self.guardrail.drop_pts_for(segment)
+        if limit is None or self.reference_arm is None:
+            return None
+        return blocked_arms(
+            beliefs.em, beliefs.em_cov, self.reference_arm, limit, self.guardrail.confidence
         )
 
     def policy(
@@ -116,8 +150,10 @@ class PolicyBuilder:
             issued_at=now,
             arms=self.arms,
             pmf=decision.pmf,
+            knob=self.knob,
             greedy=decision.greedy,
             reward=weights,
+            control=self.control,
             estimates=ArmEstimates(
                 em=[round(float(v), 6) for v in beliefs.em],
                 tokens=[round(float(v), 2) for v in beliefs.tokens],
@@ -125,9 +161,11 @@ class PolicyBuilder:
             ),
         )
 
-    def decided(self, beliefs: ArmBeliefs, weights: Weights) -> Decided:
+    def decided(
+        self, beliefs: ArmBeliefs, weights: Weights, *, segment: str | None = None
+    ) -> Decided:
         """`decide` in the form a policy carries: the pmf rounded, the greedy arm's value."""
-        result = self.decide(beliefs, weights)
+        result = self.decide(beliefs, weights, segment=segment)
         return Decided(pmf=_rounded_pmf(result.pmf), greedy=self.arms[result.greedy])
 
 
@@ -171,8 +209,10 @@ class PolicyBook:
         force: bool = False,
     ) -> Policy | None:
         """The segment's new policy, or None if it would not differ from the last one issued."""
-        decision = builder.decided(beliefs, weights)
-        if not force and not decision.differs_from(self.current.get(segment), weights):
+        decision = builder.decided(beliefs, weights, segment=segment)
+        previous = self.current.get(segment)
+        unchanged = previous is not None and previous.control == builder.control
+        if not force and unchanged and not decision.differs_from(previous, weights):
             return None
         self.last_version += 1
         policy = builder.policy(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from stopbandit.policies.sampling import draw_index
+from stopbandit.policies.sampling import serve_index, served_pmf
 from stopbandit.policies.signing import verify
 from stopbandit.streams.events import FALLBACK_SEGMENT, Decision, Policy
 
@@ -85,11 +85,32 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """A held policy with what `choose` needs precomputed."""
+    """A held policy with what `choose` needs precomputed.
+
+    `pmf` is the policy's own (the draw outside the control group); `served` and
+    `pairs` are what the node's whole rule serves from (the control arm's share
+    mixed in: `policies.sampling.served_pmf`), whose entries decisions log.
+    """
 
     policy: Policy
     pmf: tuple[float, ...]
     pairs: tuple[tuple[float, float], ...]
+    served: tuple[float, ...] = ()
+    control: tuple[int, float] | None = None
+
+    @classmethod
+    def of(cls, policy: Policy) -> _Entry:
+        """The entry of a valid policy."""
+        pmf = tuple(policy.pmf)
+        control = None
+        if policy.control is not None and policy.control.fraction > 0.0:
+            index = next(
+                k for k, arm in enumerate(policy.arms) if math.isclose(arm, policy.control.arm)
+            )
+            control = (index, policy.control.fraction)
+        served = tuple(served_pmf(pmf, *control)) if control is not None else pmf
+        pairs = tuple(zip(policy.arms, served, strict=True))
+        return cls(policy=policy, pmf=pmf, pairs=pairs, served=served, control=control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +196,12 @@ class PolicyClient:
     ) -> Choice:
         """Draw the threshold for one request (no I/O, no lock).
 
-        The draw is `policies.sampling.draw_index` on the segment's pmf, seeded
+        The draw is `policies.sampling.serve_index` on the segment's pmf, seeded
         by `request_id`: the same request and policy always give the same
-        threshold. An unknown segment uses the `*` policy; with neither, the
-        configured fallback threshold (probability 1, version 0).
+        threshold; a request in the policy's control group gets its control arm,
+        with the probability of the whole rule logged. An unknown segment uses
+        the `*` policy; with neither, the configured fallback threshold
+        (probability 1, version 0).
 
         Args:
             request_id: the request's unique id (the join key of its events).
@@ -194,8 +217,8 @@ class PolicyClient:
         entry = entries.get(segment) or entries.get(FALLBACK_SEGMENT)
         if entry is None:
             return self._fallback
-        k = draw_index(entry.pmf, request_id)
-        return Choice(entry.policy.arms[k], entry.pmf[k], entry.policy.version, entry.pairs)
+        k = serve_index(entry.pmf, request_id, entry.control)
+        return Choice(entry.policy.arms[k], entry.served[k], entry.policy.version, entry.pairs)
 
     # --- reading state ----------------------------------------------------------------
 
@@ -295,11 +318,7 @@ class PolicyClient:
         Returns:
             Whether it was newer (and is now held).
         """
-        entry = _Entry(
-            policy=policy,
-            pmf=tuple(policy.pmf),
-            pairs=tuple(zip(policy.arms, policy.pmf, strict=True)),
-        )
+        entry = _Entry.of(policy)
         with self._updated:
             table = self._table
             held = table.versions.get(policy.segment)

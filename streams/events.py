@@ -16,11 +16,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     field_validator,
+    model_serializer,
     model_validator,
 )
+
+from stopbandit.streams.arms import DEFAULT_KNOB, Knob, arm_problem
 
 SCHEMA_VERSION = 1
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
@@ -259,6 +263,20 @@ class ArmEstimates(BaseModel):
     n: list[FiniteFloat]
 
 
+MAX_CONTROL_FRACTION = 0.5
+
+
+class ControlGroup(BaseModel):
+    """The policy's control group: `fraction` of requests served at `arm` (policies/sampling.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    fraction: Annotated[float, Field(ge=0.0, le=MAX_CONTROL_FRACTION, allow_inf_nan=False)]
+    arm: FiniteFloat
+
+    _floats = field_validator("fraction", "arm", mode="before")(_as_float)
+
+
 class Policy(BaseModel):
     """A per-segment distribution over thresholds (controller to serving nodes)."""
 
@@ -270,11 +288,14 @@ class Policy(BaseModel):
     version: WireCount
     issued_at: FiniteFloat
     model_id: str = ""
+    # What an arm means to the node (SCHEMA 1.1); a 1.0 policy has none and means thresholds.
+    knob: Knob = DEFAULT_KNOB
     arms: list[FiniteFloat]
     pmf: list[FiniteFloat]
     greedy: FiniteFloat
     reward: RewardWeights | None = None
     estimates: ArmEstimates | None = None
+    control: ControlGroup | None = None
     signature: str | None = None
 
     _version = field_validator("v", mode="before")(_check_version)
@@ -288,6 +309,9 @@ class Policy(BaseModel):
     def _pmf_rules(self) -> Policy:
         if not self.arms:
             raise ValueError("arms: must not be empty")
+        problem = arm_problem(self.knob, self.arms)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         if len(self.arms) != len(self.pmf):
             raise ValueError("pmf: must have one entry per arm")
         if any(not 0.0 <= p <= 1.0 for p in self.pmf):
@@ -296,7 +320,24 @@ class Policy(BaseModel):
             raise ValueError("pmf: must sum to 1")
         if all(not math.isclose(arm, self.greedy) for arm in self.arms):
             raise ValueError("greedy: must be one of the arms")
+        if self.control is not None and all(
+            not math.isclose(arm, self.control.arm) for arm in self.arms
+        ):
+            raise ValueError("control.arm: must be one of the arms")
         return self
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        document: dict[str, Any] = handler(self)
+        if self.knob == DEFAULT_KNOB:
+            # Thresholds are what a policy without `knob` means: a confidence policy is
+            # written as 1.0 wrote it, byte for byte (and signs the same).
+            document.pop("knob", None)
+        elif self.knob == "token_budget":
+            # Budgets go out as JSON integers, what an engine's budget parameter takes.
+            document["arms"] = [int(a) for a in self.arms]
+            document["greedy"] = int(self.greedy)
+        return document
 
     def probability_of(self, threshold: float) -> float:
         """Probability the policy gives to `threshold` (0 if it is not an arm)."""

@@ -16,6 +16,7 @@ from rich.table import Table
 from stopbandit.controller.commands import UsageError
 from stopbandit.controller.config import StopbanditConfig, load_config
 from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.control import ControlLedger
 from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
 from stopbandit.streams.files import EventLogWriter, event_log_writer
@@ -44,6 +45,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--publish-every", type=int, default=1000, help="republish policies every N interactions"
     )
     add_trace_arguments(parser)
+    parser.add_argument(
+        "--target",
+        type=target_argument,
+        metavar="FIELD=VALUE",
+        help="target mode: token_reduction=0.45 or max_em_drop_pts=1 (tunes the token cost)",
+    )
+    parser.add_argument(
+        "--control-fraction",
+        type=_control_fraction,
+        help="control.fraction: share of requests served at control.arm, to measure savings",
+    )
     parser.add_argument("--log-events", type=Path, help="write every event as JSON lines (.gz ok)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(handler=run)
@@ -63,6 +75,26 @@ def add_trace_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def target_argument(text: str) -> dict[str, float]:
+    """`token_reduction=0.45` or `max_em_drop_pts=1` as the config's `target` section."""
+    name, sep, value = text.partition("=")
+    if not sep or name not in ("token_reduction", "max_em_drop_pts"):
+        raise argparse.ArgumentTypeError(
+            f"expected token_reduction=X or max_em_drop_pts=X, got {text!r}"
+        )
+    try:
+        return {name: float(value)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
+
+
+def _control_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 0.5:  # noqa: PLR2004 - the contract's bound (streams.events)
+        raise argparse.ArgumentTypeError(f"must be in [0, 0.5], got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -77,9 +109,22 @@ def simulation_config(
     token_cost: float | None = None,
     em_weight: float | None = None,
     default_arm: float | None = None,
+    target: dict[str, float] | None = None,
+    control_fraction: float | None = None,
 ) -> StopbanditConfig:
-    """The controller config for a simulated run: the file, the scenario's arms, and flags."""
+    """The controller config for a simulated run: the file, the scenario's arms, and flags.
+
+    `target` replaces the file's target (the other target settings stay).
+    """
     base = load_config(config_path)
+    extra: dict[str, Any] = {}
+    if target is not None:
+        section = base.target.model_dump(exclude_unset=True)
+        section.pop("token_reduction", None)
+        section.pop("max_em_drop_pts", None)
+        extra["target"] = {**section, **target}
+    if control_fraction is not None:
+        extra["control"] = base.control.model_dump() | {"fraction": control_fraction}
     reward: dict[str, float] = base.reward.model_dump()
     if token_cost is not None:
         reward["token_cost_per_1k"] = token_cost
@@ -87,10 +132,12 @@ def simulation_config(
         reward["em_weight"] = em_weight
     return load_config(
         config_path,
+        knob=scenario.knob,
         arms=scenario.arms,
         reference_arm=scenario.reference_arm,
         default_arm=scenario.reference_arm if default_arm is None else default_arm,
         reward=reward,
+        **extra,
     )
 
 
@@ -127,8 +174,15 @@ def run(args: argparse.Namespace) -> int:
         token_cost=args.token_cost,
         em_weight=args.em_weight,
         default_arm=args.default_arm,
+        target=args.target,
+        control_fraction=args.control_fraction,
     )
     agent = ControllerAgent(ControllerCore(config))
+    ledger = (
+        ControlLedger(config.control.fraction, config.control_arm, config.control.top_segments)
+        if config.control.fraction > 0.0
+        else None
+    )
     log_context = event_log_writer(args.log_events) if args.log_events else nullcontext()
     with log_context as log:
         simulation = Simulation(
@@ -139,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
             fallback_arm=config.default_arm,
             publish_every=args.publish_every,
             log=log,
+            guardrail=config.guardrail,
+            control=ledger,
         )
         report = simulation.run(args.interactions)
     if args.json:
@@ -175,3 +231,33 @@ def print_report(report: dict[str, Any]) -> None:
         f"best fixed {best['arm']:g}", f"{best['gap_closed']:.3f}", "", "", f"{best['reward']:.4f}"
     )
     console.print(summary)
+    if "control" in report:
+        print_control(console, report["control"])
+
+
+def print_control(console: Console, control: dict[str, Any]) -> None:
+    """The control group's fleet-wide figures, with their 95 % intervals and the truth."""
+    fleet, truth = control["fleet"], control["truth"]["fleet"]
+    requests = fleet["requests"]
+    console.print(
+        f"control group ({control['control']['fraction']:.1%} at {control['control']['arm']:g}): "
+        f"{requests['control']:,} control vs {requests['controlled']:,} controlled requests"
+    )
+    table = Table("vs control", "reported", "95 % interval", "truth")
+    for key, label, digits in (
+        ("em_change_pts", "EM change (pts)", 2),
+        ("tokens_change", "tokens per request", 1),
+        ("token_reduction", "token reduction", 3),
+    ):
+        figure = fleet[key]
+        if figure["estimate"] is None:
+            table.add_row(label, "n/a", "", "")
+            continue
+        value = truth.get(key)
+        table.add_row(
+            label,
+            f"{figure['estimate']:+.{digits}f}",
+            f"[{figure['low']:+.{digits}f}, {figure['high']:+.{digits}f}]",
+            "" if value is None else f"{value:+.{digits}f}",
+        )
+    console.print(table)
