@@ -7,13 +7,15 @@ archive of the topic and a simulator log are the same format.
 from __future__ import annotations
 
 import gzip
+import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from stopbandit.streams.codec import encode
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
     from stopbandit.streams.events import Event
@@ -46,15 +48,53 @@ class EventLogWriter:
         self.written += 1
 
 
-def read_event_lines(paths: Iterable[Path]) -> Iterator[tuple[str, int, bytes]]:
+@dataclass(frozen=True)
+class LogDamage:
+    """Where a log stopped being readable: the lines before it were read."""
+
+    path: str
+    intact_lines: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: unreadable after line {self.intact_lines} ({self.reason})"
+
+
+class DamagedLogError(ValueError):
+    """A log cannot be read to its end (truncated gzip, not gzip at all, corrupt data)."""
+
+    def __init__(self, damage: LogDamage) -> None:
+        super().__init__(str(damage))
+        self.damage = damage
+
+
+def read_event_lines(
+    paths: Iterable[Path], on_damage: Callable[[LogDamage], None] | None = None
+) -> Iterator[tuple[str, int, bytes]]:
     """Every non-blank line of the logs, as (path, line number, raw bytes), in order.
 
     Lines are not decoded here: the caller runs them through `streams.codec.decode`
     like messages from the topic, so a log gets the same validation as live traffic.
+
+    Args:
+        paths: the logs, plain or gzip (by the `.gz` suffix).
+        on_damage: called when a log breaks off (a copy cut short, a `.gz` that is not
+            gzip); the lines before the break have been yielded and the next log is
+            read. None raises `DamagedLogError` instead.
+
+    Raises:
+        DamagedLogError: a log broke off and `on_damage` is None.
     """
     for path in paths:
-        with _open(path, "r") as stream:
-            for number, line in enumerate(stream, start=1):
-                stripped = line.strip()
-                if stripped:
-                    yield str(path), number, stripped
+        number = 0
+        try:
+            with _open(path, "r") as stream:
+                for number, line in enumerate(stream, start=1):
+                    stripped = line.strip()
+                    if stripped:
+                        yield str(path), number, stripped
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            damage = LogDamage(str(path), number, f"{type(error).__name__}: {error}")
+            if on_damage is None:
+                raise DamagedLogError(damage) from None
+            on_damage(damage)

@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable, Iterator
 
+    from stopbandit.controller.config import StopbanditConfig
     from stopbandit.controller.replay.feed import RawEvent
+    from stopbandit.controller.replay.sources import TopicRange
+    from stopbandit.streams.files import LogDamage
 
 _PROGRESS_EVERY = 5000
 
@@ -87,6 +90,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="DR cross-fitting folds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the DR fold assignment")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
+    parser.add_argument(
+        "--damaged-log",
+        choices=("warn", "refuse"),
+        default="warn",
+        help="a log cut short or not gzip: replay what came before it (warn) or stop (refuse)",
+    )
     parser.add_argument("--bootstrap", metavar="HOST:PORT", help="read the events topic instead")
     parser.add_argument("--topic", help="events topic (with --bootstrap)")
     parser.add_argument("--from", dest="start", metavar="X", help="first offset or ISO time")
@@ -120,37 +129,47 @@ def _check(args: argparse.Namespace) -> Sweep | None:
         raise UsageError(str(error)) from None
 
 
+def _topic_range(args: argparse.Namespace, config: StopbanditConfig) -> TopicRange:
+    try:
+        start = RangeBound.parse(args.start) if args.start else None
+        end = RangeBound.parse(args.end) if args.end else None
+    except ValueError as error:
+        raise UsageError(f"--from/--to: {error}") from None
+    # Security settings come from the config's kafka section, as for the daemon.
+    settings = {k: v for k, v in client_settings(config.kafka).items() if k != "bootstrap_servers"}
+    try:
+        return read_topic_range(
+            [args.bootstrap], args.topic, start, end, consumer_settings=settings
+        )
+    except (KafkaError, ValueError, TimeoutError) as error:
+        raise UsageError(f"--bootstrap {args.bootstrap} --topic {args.topic}: {error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay, evaluate, and print (or write) the results."""
     sweep = _check(args)
     config = load_config(args.config)
     # Logs go to stderr, so that --json output on stdout stays one clean document.
     configure_logging(config.log.format, config.log.level)
+    damaged: list[LogDamage] = []
+
+    def warn(damage: LogDamage) -> None:
+        damaged.append(damage)
+        print(  # noqa: T201 - the CLI's own warning line, on stderr
+            f"stopbandit: warning: {damage}; replaying the lines before it"
+            " (--damaged-log refuse stops instead)",
+            file=sys.stderr,
+        )
+
     partition_of: dict[str, int] | None = None
     offsets: dict[int, int] | None = None
     if args.bootstrap:
-        try:
-            start = RangeBound.parse(args.start) if args.start else None
-            end = RangeBound.parse(args.end) if args.end else None
-        except ValueError as error:
-            raise UsageError(f"--from/--to: {error}") from None
-        # Security settings come from the config's kafka section, as for the daemon.
-        settings = {
-            k: v for k, v in client_settings(config.kafka).items() if k != "bootstrap_servers"
-        }
-        try:
-            topic_range = read_topic_range(
-                [args.bootstrap], args.topic, start, end, consumer_settings=settings
-            )
-        except (KafkaError, ValueError, TimeoutError) as error:
-            raise UsageError(
-                f"--bootstrap {args.bootstrap} --topic {args.topic}: {error}"
-            ) from None
+        topic_range = _topic_range(args, config)
         events: Iterable[RawEvent] = topic_range.events
         partition_of, offsets = topic_range.partition_of, topic_range.next_offsets
         sources = [f"{args.bootstrap}/{args.topic}"]
     else:
-        events = file_events(args.logs)
+        events = file_events(args.logs, None if args.damaged_log == "refuse" else warn)
         sources = [str(p) for p in args.logs]
     with _progress(sys.stderr.isatty()) as tick:
         try:
@@ -182,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         confidence=args.confidence,
         sweep=sweep,
     )
+    if damaged:
+        document["input"]["damaged"] = [vars(damage) for damage in damaged]
     if args.export_checkpoint and log.core is not None:
         files = export_checkpoints(
             log.core,

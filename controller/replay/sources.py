@@ -27,17 +27,24 @@ from stopbandit.controller.replay.feed import RawEvent
 from stopbandit.streams.files import read_event_lines
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
+
+    from stopbandit.streams.files import LogDamage
 
 log = structlog.get_logger(__name__)
 
 _POLL_MS = 200
 
 
-def file_events(paths: Iterable[Path]) -> Iterator[RawEvent]:
-    """Every non-blank line of the logs (plain or .gz), in order, as raw events without key."""
-    for path, line, value in read_event_lines(paths):
+def file_events(
+    paths: Iterable[Path], on_damage: Callable[[LogDamage], None] | None = None
+) -> Iterator[RawEvent]:
+    """Every non-blank line of the logs (plain or .gz), in order, as raw events without key.
+
+    A log that breaks off (see `read_event_lines`) raises, or goes to `on_damage`.
+    """
+    for path, line, value in read_event_lines(paths, on_damage):
         yield RawEvent(source=path, position=line, key=None, value=value)
 
 

@@ -151,3 +151,46 @@ def test_bad_usage_exits_2_with_a_message(args, tmp_path):
     result = stopbandit("replay", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("stopbandit: ")
+
+
+@pytest.fixture(scope="module")
+def cut_log(tmp_path_factory):
+    """A simulated log cut in half, as a copy interrupted mid-transfer leaves it."""
+    folder = tmp_path_factory.mktemp("cut")
+    log = folder / "events.jsonl.gz"
+    simulated = stopbandit("simulate", "--interactions", "3000", "--log-events", log)
+    assert simulated.returncode == 0, simulated.stderr
+    log.write_bytes(log.read_bytes()[: log.stat().st_size // 2])
+    return log
+
+
+def test_a_truncated_log_is_replayed_up_to_the_break_with_a_warning(cut_log):
+    """No traceback: the file and the line it broke after are named, the rest is replayed."""
+    result = stopbandit("replay", cut_log, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"warning: {cut_log}: unreadable after line" in result.stderr
+    document = json.loads(result.stdout)
+    assert 0 < document["input"]["interactions"] < 3000
+    [damage] = document["input"]["damaged"]
+    assert damage["path"] == str(cut_log)
+    assert damage["reason"].startswith("EOFError")
+
+
+def test_refuse_stops_at_a_damaged_log(cut_log):
+    """--damaged-log refuse: exit 2 with the file and where, nothing printed on stdout."""
+    result = stopbandit("replay", cut_log, "--damaged-log", "refuse", "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert f"{cut_log}: unreadable after line" in result.stderr
+
+
+def test_a_mislabelled_gz_is_named(tmp_path):
+    """A plain log called .gz: exit 2 naming it (BadGzipFile), not a raw traceback."""
+    log = tmp_path / "plain.jsonl.gz"
+    log.write_bytes(b'{"v":1}\n')
+    result = stopbandit("replay", log)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{log}: unreadable after line 0 (BadGzipFile" in result.stderr

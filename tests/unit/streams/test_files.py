@@ -9,7 +9,12 @@ import pytest
 
 from stopbandit.streams.codec import decode
 from stopbandit.streams.events import Decision, Event, Outcome
-from stopbandit.streams.files import event_log_writer, read_event_lines
+from stopbandit.streams.files import (
+    DamagedLogError,
+    LogDamage,
+    event_log_writer,
+    read_event_lines,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,3 +107,40 @@ def test_empty_log_yields_nothing(tmp_path: Path) -> None:
     plain.write_bytes(b"")
     packed.write_bytes(gzip.compress(b""))
     assert list(read_event_lines([plain, packed])) == []
+
+
+def _gzip_log(tmp_path: Path, lines: int) -> Path:
+    path = tmp_path / "events.jsonl.gz"
+    with event_log_writer(path) as writer:
+        for i in range(lines):
+            writer.write(EVENTS[1].model_copy(update={"request_id": f"r{i}"}))
+    return path
+
+
+def test_a_truncated_gzip_yields_what_came_before_and_reports_where(tmp_path: Path) -> None:
+    """A copy cut short: the intact lines, then the damage with the line it broke after."""
+    path = _gzip_log(tmp_path, 5000)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    damages: list[LogDamage] = []
+    lines = list(read_event_lines([path], damages.append))
+    assert 0 < len(lines) < 5000
+    assert [n for _, n, _ in lines] == list(range(1, len(lines) + 1))
+    assert damages == [LogDamage(str(path), len(lines), damages[0].reason)]
+    assert damages[0].reason.startswith("EOFError")
+    with pytest.raises(DamagedLogError, match=rf"unreadable after line {len(lines)} \(EOFError"):
+        list(read_event_lines([path]))
+
+
+def test_a_gz_that_is_not_gzip_is_named_and_the_next_log_still_read(tmp_path: Path) -> None:
+    """A plain log mislabelled .gz breaks at line 0; the logs after it are read."""
+    mislabelled = tmp_path / "plain.jsonl.gz"
+    mislabelled.write_bytes(b'{"v":1}\n')
+    good = _gzip_log(tmp_path, 3)
+    damages: list[LogDamage] = []
+    lines = list(read_event_lines([mislabelled, good], damages.append))
+    assert [(p, n) for p, n, _ in lines] == [(str(good), 1), (str(good), 2), (str(good), 3)]
+    assert len(damages) == 1
+    assert (damages[0].path, damages[0].intact_lines) == (str(mislabelled), 0)
+    assert "BadGzipFile" in damages[0].reason
+    with pytest.raises(DamagedLogError, match=r"plain\.jsonl\.gz: unreadable after line 0"):
+        list(read_event_lines([mislabelled, good]))
