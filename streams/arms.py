@@ -4,15 +4,66 @@ Thresholds and budgets travel as JSON numbers, so a value read back may
 differ from the configured arm in its last bits: an arm matches within
 `math.isclose`'s default tolerance. Values repeat (every decision carries
 one), so answers are remembered.
+
+What an arm may be depends on the knob (SCHEMA 1.1, "Arms and the stopping
+knob"): a confidence threshold in [0, 1], or a thinking-token budget, an
+integer >= 1. Either way the arms ascend, and the reference arm, the one
+that never stops a request early, is the highest: 1.0 for thresholds, the
+largest budget for budgets. The config, the policy and the scenario check
+arms with `arm_problem`, so all three say the same thing about the same list.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+Knob = Literal["confidence", "token_budget"]
+KNOBS: tuple[Knob, ...] = ("confidence", "token_budget")
+DEFAULT_KNOB: Knob = "confidence"
+# The confidence knob's arm that never stops early; for budgets it is the largest budget.
+CONFIDENCE_REFERENCE = 1.0
+
+
+def arm_problem(knob: Knob, arms: Sequence[float]) -> tuple[str, str] | None:
+    """What is wrong with `arms` for `knob`, as (field, reason); None if they are usable.
+
+    The field is `arms` or `arms.<index>` for one value, as a validation error names it.
+    """
+    for k, arm in enumerate(arms):
+        if not math.isfinite(arm):
+            return f"arms.{k}", "must be a finite number"
+        if knob == "confidence" and not 0.0 <= arm <= 1.0:
+            return (
+                f"arms.{k}",
+                f"{arm:g} is no confidence threshold (the confidence knob's lie in [0, 1])",
+            )
+        if knob == "token_budget" and (arm < 1.0 or not float(arm).is_integer()):
+            return (
+                f"arms.{k}",
+                f"{arm:g} is no token budget (the token_budget knob's are integers >= 1)",
+            )
+    if any(b <= a for a, b in itertools.pairwise(arms)):
+        return "arms", "must be strictly ascending"
+    return None
+
+
+def reference_arm(knob: Knob, arms: Sequence[float]) -> float:
+    """The arm that never stops a request early: 1.0 for thresholds, the largest budget."""
+    if knob == "confidence":
+        return CONFIDENCE_REFERENCE
+    return float(max(arms))
+
+
+def arm_label(value: float) -> str:
+    """An arm as people read it: `0.95`, `2048` (never `2.048e+03` or `2048.0`)."""
+    if float(value).is_integer() and abs(value) < 1e15:  # noqa: PLR2004 - exact in a float
+        return str(int(value))
+    return f"{value:g}"
 
 
 class Arms:

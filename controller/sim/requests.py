@@ -22,6 +22,10 @@ and the outcomes of one request at different arms are alike. Tokens share
 the request's one noise draw, so they rise with the arm on every request.
 A request whose node traces (a uniform below `share`) carries the outcomes
 of every arm below the played one.
+
+With the `token_budget` knob a request's tokens at budget b are its natural
+length cut there, min(b, base_tokens * noise): the same noise draw, so they
+rise with the budget on every request and never exceed it.
 """
 
 from __future__ import annotations
@@ -124,6 +128,11 @@ class Requests:
         self._log_mu: list[float] = (-sigma2 / 2.0).tolist()
         normal = statistics.NormalDist()
         self._em_cut: list[list[float]] = [[_cut(normal, p) for p in row] for row in self.em]
+        # Budgets cut each request's natural length (base_tokens * noise); None for thresholds.
+        self._budgets: list[float] | None = None
+        if truth.knob == "token_budget":
+            self._budgets = list(truth.arms)
+            self._base_tokens: list[float] = truth.base_tokens.tolist()
 
     def pop_drift(self, index: int) -> DriftSpec | None:
         """The next drift event due by request `index`, no longer pending; None if none is."""
@@ -176,7 +185,7 @@ class Requests:
         """The outcome of `request` played at arm index `arm`, under the truth now."""
         s = request.segment
         noise = math.exp(self._log_mu[s] + self._log_sigma[s] * request.token_z)
-        tokens = int(self.tokens[s][arm] * noise)
+        tokens = self._tokens(s, arm, noise)
         latent = request.latent
         if latent is None:
             return Outcome(
@@ -190,7 +199,7 @@ class Requests:
         cut = self._em_cut[s]
         counterfactual = None
         if request.traced and arm > 0:
-            spent = [int(self.tokens[s][b] * noise) for b in range(arm)]
+            spent = [self._tokens(s, b, noise) for b in range(arm)]
             # The contract's monotone tokens, even where a curve's fractions dip.
             ceiling = tokens
             for b in range(arm - 1, -1, -1):
@@ -208,6 +217,12 @@ class Requests:
             tokens=tokens,
             counterfactual=counterfactual,
         )
+
+    def _tokens(self, s: int, arm: int, noise: float) -> int:
+        """Tokens of a request of segment `s` with token noise `noise`, at arm index `arm`."""
+        if self._budgets is None:
+            return int(self.tokens[s][arm] * noise)
+        return int(min(self._budgets[arm], self._base_tokens[s] * noise))
 
 
 def _cut(normal: statistics.NormalDist, probability: float) -> float:

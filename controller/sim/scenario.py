@@ -4,10 +4,19 @@ The controller never reads these; the simulator, the fleet command and the
 benchmarks do. `Truth` is the scenario's state at one moment (after the
 drift events applied so far): expected EM, tokens and reward of every
 (segment, arm), the oracle's arms, and traffic shares.
+
+With the `token_budget` knob (SCHEMA 1.1) the arms are thinking-token
+budgets, and a request's tokens are its natural length (lognormal, mean
+`base_tokens`, cv `token_cv`) cut at the budget: min(budget, natural). The
+mean that gives at each budget is computed (`budget_token_fractions`), and a
+curve's token fractions must say it (within `BUDGET_FRACTION_TOLERANCE`), so
+a file never claims savings its own token model cannot produce.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stopbandit.policies.reward import reward
-from stopbandit.streams.arms import Arms
+from stopbandit.streams.arms import DEFAULT_KNOB, Arms, Knob, arm_label, arm_problem
 from stopbandit.streams.events import ContextValue  # noqa: TC001 - pydantic resolves it at runtime
 
 if TYPE_CHECKING:
@@ -26,6 +35,8 @@ if TYPE_CHECKING:
 
 SHIPPED_DIR = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SHIPPED_DIR / "mixed-reasoning.yaml"
+# How far a budget curve's token fraction may be from min(budget, natural)'s (rounding).
+BUDGET_FRACTION_TOLERANCE = 0.01
 
 CurvePoint = tuple[
     Annotated[float, Field(ge=0.0, allow_inf_nan=False)],
@@ -76,6 +87,7 @@ class Scenario(_Strict):
 
     name: str
     description: str = ""
+    knob: Knob = DEFAULT_KNOB
     arms: list[float]
     reference_arm: float
     segments: list[SegmentSpec]
@@ -99,8 +111,13 @@ class Scenario(_Strict):
         keys = {s.key for s in self.segments}
         if len(keys) != len(self.segments):
             raise ValueError("segments: keys must be unique")
+        problem = arm_problem(self.knob, self.arms)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         if Arms(self.arms).index(self.reference_arm) is None:
             raise ValueError("reference_arm: must be one of the arms")
+        if self.knob == "token_budget":
+            self._budget_fractions_hold()
         curves = [(s.key, s.curve) for s in self.segments]
         curves += [(d.segment, d.curve) for d in self.drift if d.curve is not None]
         for key, curve in curves:
@@ -114,13 +131,61 @@ class Scenario(_Strict):
             raise ValueError("segments: total traffic must be positive")
         return self
 
+    def _budget_fractions_hold(self) -> None:
+        by_key = {s.key: s for s in self.segments}
+        curves = [(s.key, s.curve) for s in self.segments]
+        curves += [(d.segment, d.curve) for d in self.drift if d.curve is not None]
+        for key, curve in curves:
+            segment = by_key.get(key)
+            if segment is None:
+                continue  # the drift check names it
+            expected = budget_token_fractions(self.arms, segment.base_tokens, segment.token_cv)
+            by_arm = {float(t): point for t, point in curve.items()}
+            for arm, fraction in zip(self.arms, expected, strict=True):
+                given = by_arm[arm][0]
+                if abs(given - fraction) > BUDGET_FRACTION_TOLERANCE:
+                    raise ValueError(
+                        f"curve of {key}: token fraction {given:g} at budget {arm_label(arm)} "
+                        f"is not what min(budget, natural length) gives ({fraction:.3f})"
+                    )
+
+
+def budget_token_fractions(
+    budgets: list[float], base_tokens: float, token_cv: float
+) -> NDArray[np.float64]:
+    """E[min(budget, N)] / base_tokens per budget, N lognormal with mean base_tokens and cv.
+
+    The natural length is the simulator's: base_tokens times the request's lognormal noise
+    (mean 1), so this is the exact mean tokens of a segment at each budget.
+    """
+    if token_cv <= 0.0:
+        return np.array([min(b, base_tokens) / base_tokens for b in budgets])
+    sigma = math.sqrt(math.log1p(token_cv**2))
+    mu = math.log(base_tokens) - sigma**2 / 2.0
+    normal = statistics.NormalDist()
+    fractions = []
+    for budget in budgets:
+        z = (math.log(budget) - mu) / sigma
+        below = base_tokens * normal.cdf(z - sigma)  # E[N; N < budget]
+        fractions.append((below + budget * (1.0 - normal.cdf(z))) / base_tokens)
+    return np.array(fractions)
+
+
+def scenario_path(name: Path) -> Path:
+    """A scenario file: `name` itself, or the shipped scenario of that name (`token-budget`)."""
+    shipped = SHIPPED_DIR / f"{name}.yaml"
+    if not name.exists() and name.parent == Path() and shipped.exists():
+        return shipped
+    return name
+
 
 def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario file.
+    """Read and validate a scenario file (a path, or the name of a shipped one).
 
     Raises:
         ValueError: unreadable or invalid, with the field and the reason.
     """
+    path = scenario_path(path)
     try:
         return Scenario.model_validate(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError) as error:
@@ -145,13 +210,14 @@ class Truth:
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
+        self.knob = scenario.knob
         self.arms = list(scenario.arms)
         self.keys = [s.key for s in scenario.segments]
         self.features = [dict(s.features) for s in scenario.segments]
         self.base_tokens = np.array([s.base_tokens for s in scenario.segments])
         self.token_cv = np.array([s.token_cv for s in scenario.segments])
         self.traffic = np.array([s.traffic for s in scenario.segments])
-        pairs = [_curve_arrays(s.curve, self.arms) for s in scenario.segments]
+        pairs = [self._arrays(k, s.curve) for k, s in enumerate(scenario.segments)]
         self.token_fraction = np.stack([p[0] for p in pairs])
         self.em = np.stack([p[1] for p in pairs])
         self.arm_table = Arms(self.arms)
@@ -169,13 +235,23 @@ class Truth:
         """Apply one drift event."""
         index = self.keys.index(drift.segment)
         if drift.curve is not None:
-            fractions, em = _curve_arrays(drift.curve, self.arms)
+            fractions, em = self._arrays(index, drift.curve)
             self.token_fraction = self.token_fraction.copy()
             self.em = self.em.copy()
             self.token_fraction[index], self.em[index] = fractions, em
         if drift.traffic is not None:
             self.traffic = self.traffic.copy()
             self.traffic[index] = drift.traffic
+
+    def _arrays(
+        self, segment: int, curve: dict[str, CurvePoint]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        fractions, em = _curve_arrays(curve, self.arms)
+        if self.knob == "token_budget":
+            # The exact mean of the token model; the file's (checked close) is rounded.
+            spec = self.scenario.segments[segment]
+            fractions = budget_token_fractions(self.arms, spec.base_tokens, spec.token_cv)
+        return fractions, em
 
     @property
     def share(self) -> NDArray[np.float64]:

@@ -186,3 +186,75 @@ def test_numpy_scalars_pass_as_the_builder_makes_them() -> None:
         reward=RewardWeights(em_weight=1.0, token_cost_per_1k=0.02),
     )
     assert policy.pmf == [0.25, 0.75]
+
+
+BUDGETS = {
+    "knob": "token_budget",
+    "arms": [512, 1024, 2048, 4096, 8192, 32768],
+    "pmf": [0.0, 0.05, 0.9, 0.05, 0.0, 0.0],
+    "greedy": 2048,
+    "estimates": MISSING,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({**BUDGETS, "arms": [0.5, 1024, 2048, 4096, 8192, 32768]}, "arms", id="0.5"),
+        pytest.param(
+            {**BUDGETS, "arms": [512, 1024.5, 2048, 4096, 8192, 32768]}, "arms", id="frac"
+        ),
+        pytest.param({**BUDGETS, "arms": [0, 1024, 2048, 4096, 8192, 32768]}, "arms", id="zero"),
+        pytest.param({**BUDGETS, "arms": [1024, 512, 2048, 4096, 8192, 32768]}, "arms", id="order"),
+        pytest.param({**BUDGETS, "knob": "temperature"}, "knob", id="unknown knob"),
+        pytest.param({**BUDGETS, "knob": MISSING}, "arms", id="budgets without the knob"),
+        pytest.param({"arms": [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.5]}, "arms", id="threshold 1.5"),
+    ],
+)
+def test_policy_arms_follow_the_knob(changes: dict[str, Any], field: str) -> None:
+    """A policy's arms obey its knob (SCHEMA 1.1): thresholds in [0, 1], budgets integers >= 1."""
+    with pytest.raises(ValidationError) as caught:
+        Policy.model_validate(_policy(changes))
+    assert _field_of(caught.value).split(".")[0] == field
+
+
+def test_a_budget_policy_round_trips_with_integer_budgets() -> None:
+    """A token_budget policy parses, dumps budgets as JSON integers, and parses back equal."""
+    policy = Policy.model_validate(_policy(BUDGETS))
+    assert policy.knob == "token_budget"
+    assert policy.probability_of(2048) == 0.9
+    text = policy.model_dump_json(exclude_none=True)
+    document = json.loads(text)
+    assert document["knob"] == "token_budget"
+    assert document["arms"] == [512, 1024, 2048, 4096, 8192, 32768]
+    assert all(type(arm) is int for arm in document["arms"])
+    assert type(document["greedy"]) is int
+    assert Policy.model_validate_json(text) == policy
+
+
+def test_a_confidence_policy_is_written_as_1_0_wrote_it() -> None:
+    """Without a knob a policy means thresholds, and a threshold policy writes no knob."""
+    policy = Policy.model_validate(POLICY)
+    assert policy.knob == "confidence"
+    assert "knob" not in json.loads(policy.model_dump_json())
+    explicit = Policy.model_validate(_policy({"knob": "confidence"}))
+    assert explicit == policy
+    assert explicit.model_dump_json() == policy.model_dump_json()
+
+
+def test_a_decision_may_carry_a_budget() -> None:
+    """The decision's threshold is the chosen arm, a budget under the token_budget knob."""
+    decision = Decision.model_validate(
+        {
+            "type": "decision",
+            "v": 1,
+            "request_id": "r-1",
+            "ts": 1.0,
+            "segment": "s",
+            "threshold": 2048,
+            "probability": 0.9,
+            "policy_version": 3,
+            "pmf": [[1024, 0.1], [2048, 0.9]],
+        }
+    )
+    assert decision.threshold == 2048.0
