@@ -1,149 +1,95 @@
-"""Partition checkpoints: the core's state plus the offset it covers, written atomically.
+"""Partition checkpoints (checkpoint_format.py), written atomically with one good copy kept back.
 
-A checkpoint is one JSON document, gzip-compressed (in several gzip members, which
-any gzip reader concatenates back into the document):
+Restoring means loading the state and seeking to its offset, so a checkpoint
+is self-consistent whichever replica wrote it and however old it is: an older
+copy is a safe fallback (its events are consumed again, and learned once).
 
-    {"format": 1, "topic": "stopbandit.events", "partition": 3, "offset": 81724,
-     "written_at": 1764489600.0, "watermark_s": 1764489599.5,
-     "state": <ControllerCore.snapshot()>}
-
-`offset` is the next offset to consume: every event before it is in `state`
-(learned, pending in the join buffer, or dropped), none after it;
-`watermark_s` is the partition's event-time clock (see controller/daemon/loop.py). Restoring
-means loading `state` and seeking to `offset`, so a checkpoint is always
-self-consistent whichever replica wrote it and however old it is.
-
-Two stores:
+Two stores, each keeping two copies and loading the newest valid one:
 
 - `DirCheckpointStore`: `<dir>/<topic>-<partition>.json.gz`, written to a
-  temporary file, fsynced, then `os.replace`d (and the directory fsynced).
+  temporary `.ckpt-*` file, fsynced, the current file moved to
+  `<topic>-<partition>.prev.json.gz`, the new one renamed in, the directory
+  fsynced. After a restore from the previous file (the newest was corrupt)
+  the previous file is kept and only the broken one replaced. Temporary files
+  a crash left behind are removed at start (`clean_temporaries`).
 - `KafkaCheckpointStore`: a compacted topic keyed by `<group>/<topic>/<partition>`.
   The compressed document is cut into chunks of at most `CHUNK_BYTES` (the
   default 1 MiB message limit holds whatever the state's size) under keys
-  `<base>/<slot>/<i>`, and a small manifest under `<base>` names the slot,
-  generation, chunk count and SHA-256. Slots alternate (A/B), so writing a
-  new checkpoint never overwrites the chunks the current manifest points to:
-  a crash mid-write leaves the previous checkpoint intact. Restore reads the
-  topic and folds it (last value per key wins), which is what compaction
-  keeps, so it works on brokers that never compact (Tansu).
+  `<base>/<slot>/<i>`, each prefixed by its generation, and a small manifest
+  per slot under `<base>/<slot>` names the generation, chunk count and
+  SHA-256. Slots alternate (A/B), and a new checkpoint never goes to the slot
+  of the last good one: a crash mid-write, or a corrupt slot, leaves the other
+  intact. Restore reads the topic and folds it (last value per key wins), which
+  is what compaction keeps, so it works on brokers that never compact (Tansu).
+  (Manifests written before per-slot manifests sit under `<base>` and are read too.)
+
+`load` raises `CorruptCheckpointError` only when no copy is valid, with every
+copy's reason; it returns None only when there is no copy at all (never written,
+or deleted), and then the caller decides whether that is plausible (restoring.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
-import re
 import tempfile
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from kafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stopbandit.controller.daemon.checkpoint_format import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    CheckpointError,
+    CorruptCheckpointError,
+    validation_reason,
+)
 from stopbandit.streams.kafka import Message, Outbox, read_topic
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from stopbandit.controller.config import CheckpointConfig
     from stopbandit.streams.kafka_config import KafkaConfig
 
+__all__ = [
+    "CHUNK_BYTES",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStore",
+    "Copy",
+    "CorruptCheckpointError",
+    "DirCheckpointStore",
+    "KafkaCheckpointStore",
+    "open_store",
+]
+
 log = structlog.get_logger(__name__)
 
-CHECKPOINT_FORMAT = 1
 CHUNK_BYTES = 512 * 1024
 _SLOTS = 2
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be read or written.
-
-    Attributes:
-        topic: the events topic of the partition.
-        partition: the partition.
-    """
-
-    def __init__(self, topic: str, partition: int, reason: str) -> None:
-        super().__init__(f"checkpoint of {topic}[{partition}]: {reason}")
-        self.topic = topic
-        self.partition = partition
+TEMPORARY_PREFIX = ".ckpt-"
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """The state of one partition and the offset it covers."""
+class Copy:
+    """One stored copy of a partition's checkpoint, newest first in `copies`.
 
-    topic: str
-    partition: int
-    offset: int
-    written_at: float
-    state: dict[str, Any]
-    watermark_s: float
+    Attributes:
+        name: where it is (a file name, or a slot).
+        checkpoint: the checkpoint, if the copy is valid.
+        error: why it is not (None when valid).
+    """
 
-    def encode(self) -> bytes:
-        """The gzip-compressed JSON document."""
-        document = {
-            "format": CHECKPOINT_FORMAT,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "written_at": self.written_at,
-            "watermark_s": self.watermark_s,
-            "state": self.state,
-        }
-        raw = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-        return _compress(raw)
-
-    @classmethod
-    def decode(cls, topic: str, partition: int, blob: bytes) -> Checkpoint:
-        """Parse what `encode` wrote.
-
-        Raises:
-            CheckpointError: the bytes are not a checkpoint of this partition.
-        """
-        try:
-            document = json.loads(gzip.decompress(blob))
-        except (OSError, EOFError, ValueError) as error:
-            raise CheckpointError(topic, partition, f"unreadable ({error})") from None
-        if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(topic, partition, "not a checkpoint of format 1")
-        if document.get("topic") != topic or document.get("partition") != partition:
-            raise CheckpointError(topic, partition, "belongs to another partition")
-        return cls(
-            topic=topic,
-            partition=partition,
-            offset=int(document["offset"]),
-            written_at=float(document["written_at"]),
-            state=document["state"],
-            watermark_s=float(document["watermark_s"]),
-        )
-
-
-# Long base64 strings (the join's id digests, VW models) are close to random: deflate's
-# match search finds nothing in them and took 4/5 of a checkpoint's time. They go in gzip
-# members of their own, Huffman-coded only (as small, 5x faster); `gzip.decompress`
-# joins the members back into the one document.
-_OPAQUE = re.compile(rb'"[A-Za-z0-9+/]{65536,}={0,2}"')
-
-
-def _gzip_member(data: bytes, strategy: int) -> bytes:
-    # wbits 31: a gzip member, with mtime 0, so the same state gives the same bytes.
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31, 8, strategy)
-    return packer.compress(data) + packer.flush()
-
-
-def _compress(raw: bytes) -> bytes:
-    members: list[bytes] = []
-    start = 0
-    for run in _OPAQUE.finditer(raw):
-        members.append(_gzip_member(raw[start : run.start()], zlib.Z_DEFAULT_STRATEGY))
-        members.append(_gzip_member(run.group(), zlib.Z_HUFFMAN_ONLY))
-        start = run.end()
-    members.append(_gzip_member(raw[start:], zlib.Z_DEFAULT_STRATEGY))
-    return b"".join(members)
+    name: str
+    checkpoint: Checkpoint | None
+    error: str | None
 
 
 class CheckpointStore(Protocol):
@@ -157,38 +103,81 @@ class CheckpointStore(Protocol):
         """
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
-        """The latest checkpoint of the partition, or None if there is none.
+        """The newest valid checkpoint of the partition, or None if there is none at all.
 
         Raises:
-            CheckpointError: one exists but cannot be read.
+            CorruptCheckpointError: copies exist but none is valid.
+            CheckpointError: the store cannot be read now (worth retrying).
         """
 
     def close(self) -> None:
         """Release resources."""
 
 
+def newest_valid(topic: str, partition: int, copies: Sequence[Copy]) -> Checkpoint | None:
+    """The first valid copy, noting why newer ones were skipped; None if there are none.
+
+    Raises:
+        CorruptCheckpointError: there are copies, none valid (every reason listed).
+    """
+    skipped: list[str] = []
+    for copy in copies:
+        if copy.checkpoint is not None:
+            if not skipped:
+                return copy.checkpoint
+            return replace(copy.checkpoint, fell_back="; ".join(skipped))
+        skipped.append(f"{copy.name}: {copy.error}")
+    if not skipped:
+        return None
+    raise CorruptCheckpointError(topic, partition, "no valid copy (" + "; ".join(skipped) + ")")
+
+
 class DirCheckpointStore:
-    """One file per partition in a directory (a volume shared by replicas, or local)."""
+    """Two files per partition in a directory (a volume shared by replicas, or local)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        # Partitions whose newest file was unusable at the last load: keep their previous file.
+        self._keep_previous: set[tuple[str, int]] = set()
 
     def path(self, topic: str, partition: int) -> Path:
-        """The file of one partition's checkpoint."""
+        """The file of one partition's newest checkpoint."""
         return self.directory / f"{topic}-{partition}.json.gz"
 
+    def previous_path(self, topic: str, partition: int) -> Path:
+        """The file of the copy kept back."""
+        return self.directory / f"{topic}-{partition}.prev.json.gz"
+
+    def clean_temporaries(self) -> int:
+        """Remove temporary files a crash mid-write left behind; how many there were.
+
+        Only at start: with one writer per directory (operations.md), none is in flight then.
+        """
+        removed = 0
+        for temporary in self.directory.glob(f"{TEMPORARY_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+                removed += 1
+        if removed:
+            log.warning("checkpoint.temporaries_removed", directory=str(self.directory), n=removed)
+        return removed
+
     def save(self, checkpoint: Checkpoint) -> None:
-        """Write to a temporary file, fsync, rename over the old one, fsync the directory."""
-        target = self.path(checkpoint.topic, checkpoint.partition)
+        """Write a temporary file, fsync, keep the current one back, rename, fsync the directory."""
+        topic, partition = checkpoint.topic, checkpoint.partition
+        target = self.path(topic, partition)
         blob = checkpoint.encode()
         try:
-            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".ckpt-")
+            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=TEMPORARY_PREFIX)
             try:
                 with os.fdopen(descriptor, "wb") as stream:
                     stream.write(blob)
                     stream.flush()
                     os.fsync(stream.fileno())
+                # A crash between the two renames leaves only the previous file: load uses it.
+                if (topic, partition) not in self._keep_previous and target.exists():
+                    target.replace(self.previous_path(topic, partition))
                 Path(temporary).replace(target)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
@@ -200,20 +189,56 @@ class DirCheckpointStore:
             finally:
                 os.close(directory)
         except OSError as error:
-            raise CheckpointError(checkpoint.topic, checkpoint.partition, str(error)) from None
+            raise CheckpointError(topic, partition, str(error)) from None
+        self._keep_previous.discard((topic, partition))
+
+    def copies(self, topic: str, partition: int) -> list[Copy]:
+        """The newest file and the previous one, valid or with their reasons (absent: left out).
+
+        Raises:
+            CheckpointError: a file exists but cannot be read (I/O).
+        """
+        found: list[Copy] = []
+        for path in (self.path(topic, partition), self.previous_path(topic, partition)):
+            try:
+                blob = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise CheckpointError(topic, partition, f"{path.name}: {error}") from None
+            try:
+                found.append(Copy(path.name, Checkpoint.decode(topic, partition, blob), None))
+            except CorruptCheckpointError as error:
+                found.append(Copy(path.name, None, error.reason))
+        return found
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
-        """Read the partition's file, if any."""
-        try:
-            blob = self.path(topic, partition).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            raise CheckpointError(topic, partition, str(error)) from None
-        return Checkpoint.decode(topic, partition, blob)
+        """The newest valid file (the previous one if the newest is missing or corrupt)."""
+        copies = self.copies(topic, partition)
+        checkpoint = newest_valid(topic, partition, copies)
+        newest = self.path(topic, partition).name
+        if checkpoint is not None and (checkpoint.fell_back or copies[0].name != newest):
+            # The newest is broken or gone: the next save replaces it, not the good one.
+            self._keep_previous.add((topic, partition))
+            if checkpoint.fell_back is None:
+                checkpoint = replace(checkpoint, fell_back=f"{newest}: missing")
+        return checkpoint
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class Manifest(BaseModel):
+    """What a slot's manifest says about its chunks."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal[1]
+    generation: int = Field(ge=1)
+    slot: int = Field(ge=0, lt=_SLOTS)
+    chunks: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    offset: int = Field(ge=0)
 
 
 class KafkaCheckpointStore:
@@ -234,22 +259,32 @@ class KafkaCheckpointStore:
         self._prefix = f"{config.group_id}/"
         self._flush_timeout_s = flush_timeout_s
         self._chunk_bytes = chunk_bytes
-        # The fold so far (our group's keys only) and where reading stopped.
-        self._latest: dict[str, bytes] = {}
+        # The fold so far (our group's keys only; None: a tombstone) and where reading stopped.
+        self._latest: dict[str, bytes | None] = {}
         self._positions: dict[int, int] = {}
+        # Per base: the highest generation seen, and the slot of the last good checkpoint.
         self._generations: dict[str, int] = {}
+        self._good_slot: dict[str, int] = {}
+        self.foreign_keys = 0
 
     def _base(self, topic: str, partition: int) -> str:
         return f"{self._config.group_id}/{topic}/{partition}"
 
     def save(self, checkpoint: Checkpoint) -> None:
-        """Chunks to the free slot, flush, then the manifest pointing at them, flush."""
-        base = self._base(checkpoint.topic, checkpoint.partition)
+        """Chunks to the slot not holding the last good checkpoint, flush, its manifest, flush."""
+        topic, partition = checkpoint.topic, checkpoint.partition
+        base = self._base(topic, partition)
         if base not in self._generations:
-            self._refresh()
-            self._generations[base] = self._manifest_of(base).get("generation", 0)
-        generation = self._generations[base] + 1
-        slot = generation % _SLOTS
+            try:
+                self._refresh()
+            except (KafkaError, TimeoutError) as error:
+                raise CheckpointError(
+                    topic, partition, f"reading {self.topic}: {error!r}"
+                ) from None
+            self._note(base, self._manifests(base))
+        generation = self._generations.get(base, 0) + 1
+        good = self._good_slot.get(base)
+        slot = generation % _SLOTS if good is None else (good + 1) % _SLOTS
         blob = checkpoint.encode()
         chunks = [
             blob[i : i + self._chunk_bytes] for i in range(0, len(blob), self._chunk_bytes)
@@ -268,56 +303,109 @@ class KafkaCheckpointStore:
                 "sha256": hashlib.sha256(blob).hexdigest(),
                 "offset": checkpoint.offset,
             }
-            self._outbox.send(Message(self.topic, base.encode(), json.dumps(manifest).encode()))
+            key = f"{base}/{slot}".encode()
+            self._outbox.send(Message(self.topic, key, json.dumps(manifest).encode()))
             self._outbox.flush(self._flush_timeout_s)
         except KafkaError as error:
-            raise CheckpointError(checkpoint.topic, checkpoint.partition, repr(error)) from None
+            raise CheckpointError(topic, partition, repr(error)) from None
         self._generations[base] = generation
+        self._good_slot[base] = slot
 
-    def load(self, topic: str, partition: int) -> Checkpoint | None:
-        """Fold the topic up to its end and assemble the partition's latest checkpoint."""
+    def copies(self, topic: str, partition: int) -> list[Copy]:
+        """Every manifest of the partition, newest generation first, valid or with its reason.
+
+        Unreadable manifests (no generation to order them by) come first; deleted
+        (tombstoned) ones are listed with that reason.
+
+        Raises:
+            CheckpointError: the topic cannot be read now.
+        """
         base = self._base(topic, partition)
         try:
             self._refresh()
         except (KafkaError, TimeoutError) as error:
             raise CheckpointError(topic, partition, f"reading {self.topic}: {error!r}") from None
-        manifest = self._manifest_of(base)
-        if not manifest:
+        manifests = self._manifests(base)
+        self._note(base, manifests)
+        broken = [Copy(name, None, reason) for name, reason in manifests if isinstance(reason, str)]
+        valid = sorted(
+            ((name, m) for name, m in manifests if isinstance(m, Manifest)),
+            key=lambda item: -item[1].generation,
+        )
+        return broken + [self._assemble(topic, partition, base, name, m) for name, m in valid]
+
+    def load(self, topic: str, partition: int) -> Checkpoint | None:
+        """The newest valid slot; None when no manifest exists or every one was deleted."""
+        copies = self.copies(topic, partition)
+        if all(c.error == "deleted (tombstone)" for c in copies):
             return None
-        parts: list[bytes] = []
-        for index in range(int(manifest["chunks"])):
-            value = self._latest.get(f"{base}/{manifest['slot']}/{index}")
+        checkpoint = newest_valid(topic, partition, copies)
+        first_valid = next((c for c in copies if c.checkpoint is not None), None)
+        if first_valid is not None:  # named "generation G slot S" by _assemble
+            self._good_slot[self._base(topic, partition)] = int(first_valid.name.rsplit(" ", 1)[-1])
+        return checkpoint
+
+    def _manifests(self, base: str) -> list[tuple[str, Manifest | str]]:
+        found: list[tuple[str, Manifest | str]] = []
+        for key in [f"{base}/{slot}" for slot in range(_SLOTS)] + [base]:
+            if key not in self._latest:
+                continue
+            name = f"manifest {key}"
+            value = self._latest[key]
             if value is None:
-                raise CheckpointError(topic, partition, f"chunk {index} missing")
-            header, _, chunk = value.partition(b"\n")
-            if int(header) != manifest["generation"]:
-                raise CheckpointError(topic, partition, f"chunk {index} of another generation")
+                found.append((name, "deleted (tombstone)"))
+                continue
+            try:
+                found.append((name, Manifest.model_validate_json(value)))
+            except ValidationError as error:
+                found.append((name, f"manifest invalid ({validation_reason(error)})"))
+        return found
+
+    def _note(self, base: str, manifests: list[tuple[str, Manifest | str]]) -> None:
+        # Generations only grow, whatever was found valid, so a new manifest is the newest.
+        generations = [m.generation for _, m in manifests if isinstance(m, Manifest)]
+        if generations:
+            self._generations[base] = max(self._generations.get(base, 0), *generations)
+        else:
+            self._generations.setdefault(base, 0)
+
+    def _assemble(self, topic: str, partition: int, base: str, name: str, m: Manifest) -> Copy:
+        label = f"generation {m.generation} slot {m.slot}"
+        parts: list[bytes] = []
+        for index in range(m.chunks):
+            value = self._latest.get(f"{base}/{m.slot}/{index}")
+            if value is None:
+                return Copy(label, None, f"chunk {index} missing ({name})")
+            header, newline, chunk = value.partition(b"\n")
+            if not newline or not header.isdigit():
+                return Copy(label, None, f"chunk {index} has no generation header")
+            if int(header) != m.generation:
+                return Copy(label, None, f"chunk {index} is of generation {int(header)}")
             parts.append(chunk)
         blob = b"".join(parts)
-        if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
-            raise CheckpointError(topic, partition, "SHA-256 mismatch")
-        self._generations[base] = int(manifest["generation"])
-        return Checkpoint.decode(topic, partition, blob)
-
-    def _manifest_of(self, base: str) -> dict[str, Any]:
-        value = self._latest.get(base)
-        if value is None:
-            return {}
-        manifest: dict[str, Any] = json.loads(value)
-        return manifest
+        if hashlib.sha256(blob).hexdigest() != m.sha256:
+            return Copy(label, None, "SHA-256 mismatch")
+        try:
+            return Copy(label, Checkpoint.decode(topic, partition, blob), None)
+        except CorruptCheckpointError as error:
+            return Copy(label, None, error.reason)
 
     def _refresh(self) -> None:
         records, self._positions = read_topic(
             self._config, self.topic, start=self._positions or None
         )
+        foreign = 0
         for record in records:
-            key = record.key.decode() if record.key is not None else ""
-            if not key.startswith(self._prefix):
+            try:
+                key = record.key.decode() if record.key is not None else ""
+            except UnicodeDecodeError:
+                foreign += 1  # not a key this store writes: someone else's message
                 continue
-            if record.value is None:
-                self._latest.pop(key, None)
-            else:
+            if key.startswith(self._prefix):
                 self._latest[key] = record.value
+        if foreign:
+            self.foreign_keys += foreign
+            log.warning("checkpoint.foreign_keys", topic=self.topic, skipped=foreign)
 
     def close(self) -> None:
         """Nothing to release: the producer belongs to the daemon."""
@@ -326,5 +414,7 @@ class KafkaCheckpointStore:
 def open_store(config: CheckpointConfig, kafka: KafkaConfig, outbox: Outbox) -> CheckpointStore:
     """The store `checkpoint.store` names: a directory, or a topic written through `outbox`."""
     if config.store == "dir":
-        return DirCheckpointStore(config.dir)
+        store = DirCheckpointStore(config.dir)
+        store.clean_temporaries()
+        return store
     return KafkaCheckpointStore(kafka, outbox, config.topic)

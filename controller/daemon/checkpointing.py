@@ -20,6 +20,11 @@ round takes three steps:
 A revoke runs steps 1 and 2 for the revoked partitions (`checkpoint`); the
 rebalance listener then commits (step 3) with the consumer's async commit,
 which its IO thread requires.
+
+`checkpoint_and_commit` says whether every owned partition's state is now
+durably checkpointed; on stop that is the daemon's exit code (`stopbandit run`
+exits nonzero when the final checkpoint was not written: its events will be
+consumed again, and learned once, from the previous checkpoint).
 """
 
 from __future__ import annotations
@@ -87,18 +92,24 @@ class Checkpointer:
         """Whether a round is due at monotonic time `now_s`."""
         return now_s >= self._due_s
 
-    def checkpoint_and_commit(self, states: Sequence[PartitionState]) -> None:
-        """One whole round over the partitions: flush, checkpoint, commit what is covered."""
+    def checkpoint_and_commit(self, states: Sequence[PartitionState]) -> bool:
+        """One whole round over the partitions: flush, checkpoint, commit what is covered.
+
+        Returns:
+            Whether every partition's state is durably checkpointed now (the commit aside).
+        """
         self._due_s = self._monotonic() + self._interval_s
         offsets = self.checkpoint(states)
+        written = offsets is not None and not any(state.dirty for state in states)
         if not offsets:
-            return
+            return written
         # Step 3: commit no further than the checkpoints written (or kept) in step 2.
         try:
             self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as error:
             # Harmless for correctness: a restore seeks to the checkpoint's own offset.
             log.warning("offsets.commit_failed", error=repr(error))
+        return written
 
     def checkpoint(self, states: Sequence[PartitionState]) -> Offsets | None:
         """Steps 1 and 2: flush, then checkpoint the partitions; the offsets now safe to commit.
@@ -141,6 +152,7 @@ class Checkpointer:
         self._metrics.checkpoint_duration.observe(elapsed_s)
         state.checkpointed_offset = state.offset
         state.checkpointed_at_s = self._monotonic()
+        state.pending_since_s = None
         log.debug(
             "checkpoint.written",
             partition=state.partition,

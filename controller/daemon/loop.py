@@ -38,6 +38,8 @@ from kafka.errors import KafkaError
 from stopbandit.controller.daemon.checkpoint_stores import open_store
 from stopbandit.controller.daemon.checkpointing import Checkpointer
 from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.controller.daemon.offsets import KafkaLogOffsets
+from stopbandit.controller.daemon.outcomes import Outcomes
 from stopbandit.controller.daemon.partitions import Partitions, RebalanceListener
 from stopbandit.controller.daemon.publish import Publisher
 from stopbandit.controller.daemon.traces import DroppedTraces
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from stopbandit.controller.config import StopbanditConfig
     from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
     from stopbandit.controller.daemon.consumer import ConsumedRecord, Consumer
+    from stopbandit.controller.daemon.offsets import LogOffsets
     from stopbandit.streams.events import Policy
 
     # What one poll returns.
@@ -109,6 +112,8 @@ class Daemon:
         monotonic: the clock of deadlines and intervals.
         wall: the wall clock (policies' `issued_at`, version floor, event-time clamp).
         check_topics: check (and maybe create) the topics at start.
+        log_offsets: the log's ends and commits a restore checks against; by default
+            read through the consumer when it is kafka-python's (no `consumer_factory`).
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class Daemon:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         check_topics: bool = True,
+        log_offsets: Callable[[Consumer], LogOffsets] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
@@ -131,6 +137,11 @@ class Daemon:
         self._monotonic = monotonic
         self._wall = wall
         self._check_topics = check_topics
+        if log_offsets is None and consumer_factory is None:
+            log_offsets = lambda consumer: KafkaLogOffsets(consumer, config.kafka)  # noqa: E731
+        self._log_offsets = log_offsets
+        # Whether the final checkpoint covered every partition (`stopbandit run`'s exit code).
+        self.final_checkpoint_written = True
         self._connected: Connected | None = None
         self._flush_backoff = Backoff()
         self._stopping = False
@@ -139,6 +150,8 @@ class Daemon:
         self.heartbeat_s = monotonic()
         self._next_publish_s = 0.0
         self._dropped_traces = DroppedTraces(self.metrics)
+        # Controlled vs control figures of what this replica learned (/savings, gauges).
+        self.outcomes = Outcomes(config, self.metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -160,6 +173,10 @@ class Daemon:
     def ready(self) -> bool:
         """Assigned (possibly nothing), every partition restored, and a publish acknowledged."""
         return self._connected is not None and self._connected.partitions.ready
+
+    def savings(self) -> dict[str, Any]:
+        """The controlled vs control figures as of the last publish (/savings)."""
+        return self.outcomes.document
 
     def policies(self) -> dict[str, Policy]:
         """The policies this replica last published, by segment."""
@@ -215,6 +232,7 @@ class Daemon:
             publisher,
             self.metrics,
             checkpoint=checkpointer.checkpoint,
+            log_offsets=self._log_offsets(consumer) if self._log_offsets is not None else None,
         )
         # Subscribed last: the listener needs the partitions, which need the consumer.
         consumer.subscribe([kafka.events_topic], listener=RebalanceListener(partitions, consumer))
@@ -276,7 +294,18 @@ class Daemon:
         if connected is not None:
             connected.partitions.closing()
             try:
-                connected.checkpointer.checkpoint_and_commit(connected.partitions.states())
+                states = connected.partitions.states()
+                written = connected.checkpointer.checkpoint_and_commit(states)
+                self.final_checkpoint_written = written
+                if not written:
+                    log.error(
+                        "daemon.final_checkpoint_failed",
+                        dirty=[s.partition for s in states if s.dirty],
+                        note="their events are consumed again from the previous checkpoint",
+                    )
+            except BaseException:
+                self.final_checkpoint_written = False
+                raise
             finally:
                 try:
                     connected.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
@@ -316,6 +345,8 @@ class Daemon:
                     event = decode(message.key, message.value)
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
                     interaction = state.core.offer(event, state.watermark_s)
+                    if interaction is not None:
+                        self.outcomes.add(tp.partition, interaction)
                     types[event.type] += 1
                     self._dropped_traces.count(state, event, interaction, message)
                 except InvalidEventError as error:
@@ -390,6 +421,7 @@ class Daemon:
             state.force_publish = False
         publisher.delivered(policies, self._monotonic() - now_s)
         partitions.published()
+        self.outcomes.refresh(partitions.owned)
         return True
 
     def _report_gauges(self, connected: Connected, now_s: float) -> None:

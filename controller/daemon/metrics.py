@@ -78,7 +78,8 @@ class Metrics:
         )
         self.checkpoint_age = Gauge(
             "stopbandit_checkpoint_age_seconds",
-            "Seconds since the partition's last checkpoint.",
+            "Seconds the oldest event processed but not yet checkpointed has waited (0 when "
+            "every processed event is checkpointed: an idle partition does not age).",
             ["partition"],
             registry=r,
         )
@@ -101,6 +102,87 @@ class Metrics:
         self.policy_version = Gauge(
             "stopbandit_policy_version",
             "Version of the last policy issued, per segment.",
+            ["segment"],
+            registry=r,
+        )
+        self.checkpoint_refused = Gauge(
+            "stopbandit_checkpoint_refused",
+            "1 while the partition is refused (paused, the replica not ready) because its "
+            "checkpoint is unusable, by reason: corrupt, arms, missing, offset_ahead.",
+            ["partition", "reason"],
+            registry=r,
+        )
+        self.checkpoint_resets = Counter(
+            "stopbandit_checkpoint_resets",
+            "Partitions started without their checkpoint's state or offsets "
+            "(checkpoint.on_corrupt: reset, on_offset_ahead: reset_offsets), by reason.",
+            ["partition", "reason"],
+            registry=r,
+        )
+        self.checkpoint_fallbacks = Counter(
+            "stopbandit_checkpoint_fallbacks",
+            "Restores from the previous copy because the newest was unusable.",
+            ["partition"],
+            registry=r,
+        )
+        # Outcomes (controller/daemon/outcomes.py): per segment for the busiest
+        # `control.top_segments` by traffic, the rest summed under segment="_other", the
+        # replica's whole traffic under segment="_all"; group is controlled or control.
+        self.outcome_requests = Gauge(
+            "stopbandit_outcome_requests",
+            "Joined requests this replica learned since it took their partition, by segment "
+            "and group (controlled: served by a policy; control: the control group).",
+            ["segment", "group"],
+            registry=r,
+        )
+        self.outcome_em = Gauge(
+            "stopbandit_outcome_em",
+            "Mean EM of those requests, by segment and group.",
+            ["segment", "group"],
+            registry=r,
+        )
+        self.outcome_tokens = Gauge(
+            "stopbandit_outcome_tokens",
+            "Mean tokens per request of those requests, by segment and group.",
+            ["segment", "group"],
+            registry=r,
+        )
+        self.savings_em_change = Gauge(
+            "stopbandit_savings_em_change_pts",
+            "Controlled minus control EM in points (100 x EM), by segment (_all: "
+            "post-stratified by segment); NaN until each group has 2 requests.",
+            ["segment"],
+            registry=r,
+        )
+        self.savings_em_change_se = Gauge(
+            "stopbandit_savings_em_change_pts_se",
+            "Standard error of stopbandit_savings_em_change_pts (a 95 % interval is +-1.96 se).",
+            ["segment"],
+            registry=r,
+        )
+        self.savings_token_reduction = Gauge(
+            "stopbandit_savings_token_reduction",
+            "1 - controlled tokens / control tokens per request, by segment.",
+            ["segment"],
+            registry=r,
+        )
+        self.savings_token_reduction_se = Gauge(
+            "stopbandit_savings_token_reduction_se",
+            "Standard error of stopbandit_savings_token_reduction (delta method).",
+            ["segment"],
+            registry=r,
+        )
+        self.outcome_unmatched = Gauge(
+            "stopbandit_outcome_unmatched",
+            "Joined requests in neither group, by reason: fallback (the node knew no policy), "
+            "control_not_served (a control-group member not served at control.arm: a node "
+            "without control-group support, or control.fraction changed under it).",
+            ["reason"],
+            registry=r,
+        )
+        self.guardrail_blocked_arms = Gauge(
+            "stopbandit_guardrail_blocked_arms",
+            "Arms the guardrail holds at the floor in the segment's current policy, per segment.",
             ["segment"],
             registry=r,
         )

@@ -7,8 +7,11 @@ when it is revoked.
 
 An assigned partition is paused until the loop restores it
 (`Partitions.restore_assigned`): load its checkpoint, seek to the offset the
-checkpoint covers, resume. Restore runs on the loop's thread, not in the
-rebalance callback, so a slow store never stalls the group's rebalance. A
+checkpoint covers, resume (restoring.py decides what a partition starts from,
+and refuses what must not be consumed). Each partition is restored on its
+own: one that cannot be (a store failure, a refusal) waits for its own
+backoff and never holds back the others. Restore runs on the loop's thread,
+not in the rebalance callback, so a slow store never stalls the group's rebalance. A
 revoked partition is checkpointed (checkpointing.py) and its offsets committed
 before the rebalance goes on; a lost one is dropped without a checkpoint,
 as another member may own it already.
@@ -32,23 +35,27 @@ from kafka import TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.daemon.checkpoint_stores import CheckpointError
+from stopbandit.controller.daemon.restoring import REASONS, Refusal, Restorer
 from stopbandit.streams.kafka import Backoff
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
 
     from stopbandit.controller.config import StopbanditConfig
+    from stopbandit.controller.core import ControllerCore
     from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
     from stopbandit.controller.daemon.consumer import Consumer, Offsets
     from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.controller.daemon.offsets import LogOffsets
     from stopbandit.controller.daemon.publish import Publisher
 
 log = structlog.get_logger(__name__)
 
 # Join-buffer counters mirrored into Prometheus counters of the same meaning.
 _JOIN_COUNTERS = ("joined", "expired", "orphans", "duplicates", "evicted")
+# A refused partition is retried slowly: only an operator's fix (a reset) changes the verdict.
+_REFUSED_RETRY_S = (5.0, 60.0)
 
 
 @dataclass
@@ -63,6 +70,8 @@ class PartitionState:
             core's `now` for joins and expiry.
         checkpointed_offset: the offset of the last durable checkpoint (None: none yet).
         checkpointed_at_s: monotonic time of that checkpoint (or of the restore).
+        pending_since_s: monotonic time the loop first saw the partition dirty since its
+            last checkpoint (None: clean); the checkpoint age counts from it.
         force_publish: issue every policy of this core at the next publish (after a
             restore the topic may hold a newer policy from the previous owner).
     """
@@ -74,6 +83,7 @@ class PartitionState:
     checkpointed_offset: int | None
     checkpointed_at_s: float
     force_publish: bool = True
+    pending_since_s: float | None = None
     _seen: dict[str, int] = field(default_factory=dict)
     # (the core's drift resets, its segments) when the segments' drift gauges were last set.
     _drifts_reported: tuple[int, int] = field(default=(-1, -1), init=False)
@@ -118,7 +128,14 @@ class PartitionState:
         label = str(self.partition)
         if highwater is not None:
             metrics.consumer_lag.labels(label).set(max(0, highwater - self.offset))
-        metrics.checkpoint_age.labels(label).set(now_s - self.checkpointed_at_s)
+        # Aged from the first event not yet checkpointed, not from the last checkpoint:
+        # an idle partition has nothing to lose and must not look stale.
+        if not self.dirty:
+            self.pending_since_s = None
+        elif self.pending_since_s is None:
+            self.pending_since_s = now_s
+        age_s = 0.0 if self.pending_since_s is None else now_s - self.pending_since_s
+        metrics.checkpoint_age.labels(label).set(age_s)
         # A segment's count moves only with the core's total (a new segment starts at 0),
         # so the per-segment gauges are set only when one of the two changed.
         stats = self.core.learner.stats
@@ -145,6 +162,8 @@ class Partitions:
         metrics: a dropped partition's gauges (and its segments' drift gauges) are removed.
         checkpoint: flushes and checkpoints partitions, returning the offsets now
             safe to commit, or None when the flush failed (`Checkpointer.checkpoint`).
+        log_offsets: the log's ends and the group's commits, to refuse a resume offset past
+            the end or a missing checkpoint behind committed offsets (None: not checked).
     """
 
     def __init__(
@@ -156,6 +175,7 @@ class Partitions:
         metrics: Metrics,
         *,
         checkpoint: Callable[[Sequence[PartitionState]], Offsets | None],
+        log_offsets: LogOffsets | None = None,
     ) -> None:
         self._config = config
         self._topic = config.kafka.events_topic
@@ -164,9 +184,11 @@ class Partitions:
         self._publisher = publisher
         self._metrics = metrics
         self._checkpoint = checkpoint
+        self._restorer = Restorer(config, store, consumer, log_offsets, metrics)
         self.owned: dict[int, PartitionState] = {}
         self._to_restore: set[int] = set()
-        self._restore_backoff = Backoff()
+        self._backoffs: dict[int, Backoff] = {}
+        self.refused: dict[int, Refusal] = {}
         self._assigned_once = False
         self._published = False
         self._closing = False
@@ -210,6 +232,8 @@ class Partitions:
         """Checkpoint the revoked partitions and drop them; return the offsets to commit."""
         numbers = sorted(tp.partition for tp in revoked)
         self._to_restore.difference_update(numbers)
+        for n in numbers:
+            self._forget_refusal(n)
         owned = [n for n in numbers if n in self.owned]
         offsets: Offsets = {}
         if owned and not self._closing:
@@ -223,6 +247,7 @@ class Partitions:
         for tp in partitions:
             state = self.owned.pop(tp.partition, None)
             self._to_restore.discard(tp.partition)
+            self._forget_refusal(tp.partition)
             if state is not None:
                 for segment in state.core.segments:
                     self._publisher.current.pop(segment, None)
@@ -237,52 +262,84 @@ class Partitions:
     # -- restore -------------------------------------------------------------------------------
 
     def restore_assigned(self, now_s: float) -> bool:
-        """Restore the partitions assigned since the last call, in order; resume each.
+        """Restore each partition assigned and not restored yet, whose backoff allows; resume it.
 
-        A failure (store or broker) stops the round; the rest wait for a backoff.
+        A partition that fails (store or broker: retried soon) or is refused
+        (restoring.py: retried slowly, with `stopbandit_checkpoint_refused` set)
+        stays paused; the others go on.
 
         Returns:
-            True when there were some and every one is restored now.
+            True when at least one partition was restored.
         """
-        if not self._to_restore or not self._restore_backoff.ready(now_s):
-            return False
+        restored = False
         for partition in sorted(self._to_restore):
-            tp = TopicPartition(self._topic, partition)
-            try:
-                checkpoint = self._store.load(self._topic, partition)
-                core = ControllerCore(self._config)
-                if checkpoint is not None:
-                    core.restore(checkpoint.state)
-                    self._consumer.seek(tp, checkpoint.offset)
-                offset = self._consumer.position(tp)
-            except (CheckpointError, KafkaError) as error:
-                delay_s = self._restore_backoff.failed(now_s)
-                log.warning(
-                    "partition.restore_failed",
-                    partition=partition,
-                    error=repr(error),
-                    retry_in_s=delay_s,
-                )
-                return False
-            self.owned[partition] = PartitionState(
+            backoff = self._backoffs.setdefault(partition, Backoff())
+            if backoff.ready(now_s) and self._restore(partition, backoff, now_s):
+                restored = True
+        return restored
+
+    def _restore(self, partition: int, backoff: Backoff, now_s: float) -> bool:
+        tp = TopicPartition(self._topic, partition)
+        try:
+            plan = self._restorer.plan(partition)
+            if plan.seek_to is not None:
+                self._consumer.seek(tp, plan.seek_to)
+            offset = self._consumer.position(tp)
+        except Refusal as refusal:
+            backoff.initial_s, backoff.max_s = _REFUSED_RETRY_S
+            self._refuse(refusal, backoff.failed(now_s))
+            return False
+        except (CheckpointError, KafkaError) as error:
+            delay_s = backoff.failed(now_s)
+            log.warning(
+                "partition.restore_failed",
                 partition=partition,
-                core=core,
-                offset=offset,
-                watermark_s=checkpoint.watermark_s if checkpoint is not None else 0.0,
-                checkpointed_offset=checkpoint.offset if checkpoint is not None else None,
-                checkpointed_at_s=now_s,
+                error=repr(error),
+                retry_in_s=delay_s,
             )
-            self._to_restore.discard(partition)
-            self._consumer.resume(tp)
-            log.info(
-                "partition.restored",
-                partition=partition,
-                offset=offset,
-                from_checkpoint=checkpoint is not None,
-                learned=core.learner.learned,
-            )
-        self._restore_backoff.succeeded()
+            return False
+        checkpoint = plan.checkpoint
+        self.owned[partition] = PartitionState(
+            partition=partition,
+            core=plan.core,
+            offset=offset,
+            watermark_s=checkpoint.watermark_s if checkpoint is not None else 0.0,
+            checkpointed_offset=checkpoint.offset if checkpoint is not None else None,
+            checkpointed_at_s=now_s,
+        )
+        self._to_restore.discard(partition)
+        self._forget_refusal(partition)
+        self._consumer.resume(tp)
+        log.info(
+            "partition.restored",
+            partition=partition,
+            offset=offset,
+            from_checkpoint=checkpoint is not None,
+            learned=plan.core.learner.learned,
+        )
         return True
+
+    def _refuse(self, refusal: Refusal, retry_in_s: float) -> None:
+        partition = refusal.partition
+        self.refused[partition] = refusal
+        for reason in REASONS:
+            value = 1.0 if reason == refusal.reason else 0.0
+            self._metrics.checkpoint_refused.labels(str(partition), reason).set(value)
+        log.error(
+            "partition.refused",
+            partition=partition,
+            reason=refusal.reason,
+            detail=refusal.detail,
+            fix=refusal.fix,
+            retry_in_s=retry_in_s,
+        )
+
+    def _forget_refusal(self, partition: int) -> None:
+        self._backoffs.pop(partition, None)
+        if self.refused.pop(partition, None) is not None:
+            for reason in REASONS:
+                with contextlib.suppress(KeyError):
+                    self._metrics.checkpoint_refused.remove(str(partition), reason)
 
 
 class RebalanceHandler(Protocol):

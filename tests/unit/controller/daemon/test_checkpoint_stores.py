@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +18,7 @@ from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.daemon.checkpoint_stores import (
     Checkpoint,
     CheckpointError,
+    CorruptCheckpointError,
     DirCheckpointStore,
     KafkaCheckpointStore,
 )
@@ -147,7 +150,7 @@ class Sent:
     """One message of the in-memory topic."""
 
     key: bytes
-    value: bytes
+    value: bytes | None
 
 
 class LogOutbox:
@@ -195,7 +198,7 @@ def test_kafka_store_chunks_and_restores(monkeypatch):
     store.save(checkpoint_of(core, 60))
 
     keys = [s.key.decode() for s in outbox.log]
-    assert keys[-1] == "g/events/0"
+    assert keys[-1] == "g/events/0/1"  # slot 1's manifest, after its chunks
     assert len(keys) > 3
     assert all(k.startswith("g/events/0/1/") for k in keys[:-1])
     loaded = kafka_store(outbox, monkeypatch, chunk_bytes=128).load("events", 0)
@@ -231,3 +234,234 @@ def test_kafka_store_alternates_slots_and_keeps_the_latest(monkeypatch):
     assert loaded is not None
     assert loaded.offset == 20
     assert loaded.state["learner"]["learned"] == 10
+
+
+# -- corrupt and foreign state: never a traceback, the other copy when there is one ------------
+
+
+def _document(blob: bytes) -> dict:
+    return json.loads(gzip.decompress(blob))
+
+
+def _gzip_json(document: dict) -> bytes:
+    return gzip.compress(json.dumps(document).encode())
+
+
+def _without_learner(blob: bytes) -> bytes:
+    document = _document(blob)
+    del document["state"]["learner"]
+    return _gzip_json(document)
+
+
+def _without_offset(blob: bytes) -> bytes:
+    document = _document(blob)
+    del document["offset"]
+    return _gzip_json(document)
+
+
+def _of_format_2(blob: bytes) -> bytes:
+    return _gzip_json({**_document(blob), "format": 2})
+
+
+def _bit_flipped(blob: bytes) -> bytes:
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x10
+    return bytes(flipped)
+
+
+CORRUPTIONS = {
+    "missing learner": (_without_learner, r"state\.learner: Field required"),
+    "missing offset": (_without_offset, r"offset: Field required"),
+    "format 2": (_of_format_2, r"format: Input should be 1"),
+    "truncated": (lambda blob: blob[: len(blob) // 2], "unreadable"),
+    "empty": (lambda _: b"", "empty"),
+    "bit flipped": (_bit_flipped, "unreadable"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_dir_store_a_corrupt_only_file_is_a_corrupt_checkpoint_error(tmp_path, name):
+    """Each corruption of the one file is a CorruptCheckpointError with the partition and reason."""
+    corrupt, reason = CORRUPTIONS[name]
+    store = DirCheckpointStore(tmp_path)
+    store.save(checkpoint_of(learned_core(2), 4, partition=3))
+    path = store.path("events", 3)
+    path.write_bytes(corrupt(path.read_bytes()))
+
+    with pytest.raises(CorruptCheckpointError) as error:
+        DirCheckpointStore(tmp_path).load("events", 3)
+
+    assert error.value.partition == 3
+    assert "events[3]" in str(error.value)
+    assert re.search(reason, error.value.reason), error.value.reason
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_dir_store_falls_back_to_the_previous_file(tmp_path, name):
+    """With the newest file corrupt, the one kept back loads, and says why."""
+    corrupt, _ = CORRUPTIONS[name]
+    store = DirCheckpointStore(tmp_path)
+    store.save(checkpoint_of(learned_core(2), 4))
+    store.save(checkpoint_of(learned_core(3), 6))
+    path = store.path("events", 0)
+    path.write_bytes(corrupt(path.read_bytes()))
+
+    loaded = DirCheckpointStore(tmp_path).load("events", 0)
+
+    assert loaded is not None
+    assert loaded.offset == 4
+    assert loaded.fell_back is not None
+    assert loaded.fell_back.startswith("events-0.json.gz: ")
+
+
+def test_dir_store_keeps_one_back_and_replaces_the_broken_one_after_a_fallback(tmp_path):
+    """Saves rotate the newest into .prev; after a fallback the good .prev is kept."""
+    store = DirCheckpointStore(tmp_path)
+    for offset in (2, 4, 6):
+        store.save(checkpoint_of(learned_core(1), offset))
+    assert Checkpoint.decode("events", 0, store.previous_path("events", 0).read_bytes()).offset == 4
+    store.path("events", 0).write_bytes(b"garbage")
+
+    reopened = DirCheckpointStore(tmp_path)
+    assert reopened.load("events", 0).offset == 4
+    reopened.save(checkpoint_of(learned_core(1), 8))
+
+    assert reopened.load("events", 0).offset == 8
+    assert reopened.load("events", 0).fell_back is None
+    assert Checkpoint.decode("events", 0, store.previous_path("events", 0).read_bytes()).offset == 4
+
+
+def test_dir_store_a_crash_between_the_renames_loads_the_previous_file(tmp_path):
+    """Newest file gone, previous one there (killed between the renames): the previous loads."""
+    store = DirCheckpointStore(tmp_path)
+    store.save(checkpoint_of(learned_core(1), 2))
+    store.save(checkpoint_of(learned_core(1), 4))
+    store.path("events", 0).unlink()
+
+    loaded = DirCheckpointStore(tmp_path).load("events", 0)
+
+    assert (loaded.offset, loaded.fell_back) == (2, "events-0.json.gz: missing")
+
+
+def test_dir_store_cleans_temporaries_left_by_a_crash(tmp_path):
+    """`.ckpt-*` files (a kill during the fsync) are removed at start, checkpoints kept."""
+    store = DirCheckpointStore(tmp_path)
+    store.save(checkpoint_of(learned_core(1), 2))
+    (tmp_path / ".ckpt-abc123").write_bytes(b"half a checkpoint")
+    (tmp_path / ".ckpt-def456").write_bytes(b"")
+
+    assert store.clean_temporaries() == 2
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events-0.json.gz"]
+    assert store.load("events", 0).offset == 2
+
+
+def _two_saves(monkeypatch) -> tuple[LogOutbox, KafkaCheckpointStore]:
+    outbox = LogOutbox()
+    store = kafka_store(outbox, monkeypatch, chunk_bytes=256)
+    store.save(checkpoint_of(learned_core(2), 4))  # generation 1, slot 1
+    store.save(checkpoint_of(learned_core(3), 6))  # generation 2, slot 0
+    return outbox, store
+
+
+def _put(outbox: LogOutbox, key: str, value: bytes | None) -> None:
+    outbox.log.append(Sent(key.encode(), value))
+
+
+KAFKA_CORRUPTIONS = {
+    "manifest not JSON": ("g/events/0/0", b"{not json", "manifest invalid"),
+    "manifest missing chunks": (
+        "g/events/0/0",
+        json.dumps({"format": 1, "generation": 2, "slot": 0, "sha256": "0" * 64, "offset": 6}),
+        r"chunks: Field required",
+    ),
+    "chunk with garbage header": ("g/events/0/0/0", b"xx\nrest", "no generation header"),
+    "tombstone where the manifest was": ("g/events/0/0", None, r"deleted \(tombstone\)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KAFKA_CORRUPTIONS))
+def test_kafka_store_falls_back_to_the_other_slot(monkeypatch, name):
+    """A broken newest slot (manifest or chunk) loads the other slot's checkpoint, saying why."""
+    key, value, reason = KAFKA_CORRUPTIONS[name]
+    outbox, _ = _two_saves(monkeypatch)
+    _put(outbox, key, value.encode() if isinstance(value, str) else value)
+
+    loaded = kafka_store(outbox, monkeypatch, chunk_bytes=256).load("events", 0)
+
+    assert loaded is not None
+    assert loaded.offset == 4
+    assert re.search(reason, loaded.fell_back), loaded.fell_back
+
+
+@pytest.mark.parametrize("name", sorted(KAFKA_CORRUPTIONS))
+def test_kafka_store_both_slots_broken_is_a_corrupt_checkpoint_error(monkeypatch, name):
+    """Both slots damaged: CorruptCheckpointError with each reason (None if both deleted)."""
+    key, value, reason = KAFKA_CORRUPTIONS[name]
+    outbox, _ = _two_saves(monkeypatch)
+    for slot in (0, 1):
+        raw = value.encode() if isinstance(value, str) else value
+        _put(outbox, key.replace("/0/0", f"/0/{slot}", 1), raw)
+    reopened = kafka_store(outbox, monkeypatch, chunk_bytes=256)
+
+    if value is None:
+        assert reopened.load("events", 0) is None  # deleted: restoring.py weighs the commits
+        return
+    with pytest.raises(CorruptCheckpointError) as error:
+        reopened.load("events", 0)
+    assert error.value.partition == 0
+    assert re.search(reason, error.value.reason), error.value.reason
+
+
+def test_kafka_store_skips_keys_that_are_not_utf_8(monkeypatch):
+    """A non-UTF-8 key on the checkpoint topic is someone else's: skipped, counted, no crash."""
+    outbox, _ = _two_saves(monkeypatch)
+    outbox.log.insert(0, Sent(b"\xff\xfe g/events/0", b"whatever"))
+    _put(outbox, "irrelevant", b"x")
+    outbox.log.append(Sent(b"\xc3\x28", None))
+
+    reopened = kafka_store(outbox, monkeypatch, chunk_bytes=256)
+    loaded = reopened.load("events", 0)
+
+    assert (loaded.offset, loaded.fell_back) == (6, None)
+    assert reopened.foreign_keys == 2
+
+
+def test_kafka_store_after_a_fallback_writes_over_the_broken_slot(monkeypatch):
+    """The next save goes to the broken slot, so the good one survives a crash mid-write."""
+    outbox, _ = _two_saves(monkeypatch)
+    _put(outbox, "g/events/0/0", b"{not json")  # slot 0 (generation 2) broken
+    store = kafka_store(outbox, monkeypatch, chunk_bytes=256)
+    assert store.load("events", 0).offset == 4  # from slot 1
+    outbox.fail_after = len(outbox.log) + 1  # the next save dies after one chunk
+
+    with pytest.raises(CheckpointError):
+        store.save(checkpoint_of(learned_core(30), 60))
+
+    assert outbox.log[-1].key.startswith(b"g/events/0/0/")  # the broken slot, not slot 1
+    assert kafka_store(outbox, monkeypatch, chunk_bytes=256).load("events", 0).offset == 4
+    outbox.fail_after = None
+    store.save(checkpoint_of(learned_core(4), 8))
+    assert kafka_store(outbox, monkeypatch, chunk_bytes=256).load("events", 0).offset == 8
+
+
+def test_kafka_store_reads_a_manifest_of_the_single_key_layout(monkeypatch):
+    """A checkpoint written before per-slot manifests (manifest under the base key) loads."""
+    outbox = LogOutbox()
+    blob = checkpoint_of(learned_core(2), 4).encode()
+    _put(outbox, "g/events/0/1/0", b"1\n" + blob)
+    manifest = {
+        "format": 1,
+        "generation": 1,
+        "slot": 1,
+        "chunks": 1,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "offset": 4,
+    }
+    _put(outbox, "g/events/0", json.dumps(manifest).encode())
+    store = kafka_store(outbox, monkeypatch, chunk_bytes=256)
+
+    assert store.load("events", 0).offset == 4
+    store.save(checkpoint_of(learned_core(3), 6))  # generation 2 goes to slot 0
+    assert outbox.log[-1].key == b"g/events/0/0"
+    assert kafka_store(outbox, monkeypatch, chunk_bytes=256).load("events", 0).offset == 6

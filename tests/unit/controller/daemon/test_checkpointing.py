@@ -182,3 +182,25 @@ def test_rounds_are_due_one_interval_after_the_start_and_after_each_round():
     checkpointer.checkpoint_and_commit([])
     assert not checkpointer.due(111.9)
     assert checkpointer.due(112.0)
+
+
+def test_a_round_says_whether_every_partition_is_now_checkpointed():
+    """True when each state is covered; False after a failed write or a failed flush."""
+    assert Round().checkpointer.checkpoint_and_commit([state(0, 4), state(1, 2)])
+    assert Round().checkpointer.checkpoint_and_commit([])
+    failing = Round(store=FailingStore(Journal(), failing={1}))
+    assert not failing.checkpointer.checkpoint_and_commit([state(0, 4), state(1, 2)])
+    assert not Round(acknowledged=False).checkpointer.checkpoint_and_commit([state(0, 4)])
+    # A failed commit leaves the checkpoints written: still True.
+    assert Round(consumer=FailingConsumer).checkpointer.checkpoint_and_commit([state(0, 2)])
+
+
+def test_a_written_checkpoint_resets_the_age_clock():
+    """After a write, the partition is clean and its age counts from its next event."""
+    round_ = Round()
+    partition = state(0, 4)
+    partition.pending_since_s = 3.0
+
+    round_.checkpointer.checkpoint([partition])
+
+    assert partition.pending_since_s is None

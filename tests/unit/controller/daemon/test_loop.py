@@ -187,6 +187,30 @@ def test_sigterm_sets_the_flag_and_the_loop_stops_cleanly():
     assert daemon.events_processed == 6  # the fourth poll's batch was finished
     assert journal.kinds()[-4:] == ["checkpoint", "commit", "consumer.close", "producer.close"]
     assert consumer.committed == {0: 6}
+    assert daemon.final_checkpoint_written
+
+
+class UnwritableStore(FakeStore):
+    """A store whose writes fail (a full disk, a broker gone)."""
+
+    def save(self, checkpoint):  # noqa: D102
+        from stopbandit.controller.daemon.checkpoint_stores import CheckpointError  # noqa: PLC0415
+
+        raise CheckpointError(checkpoint.topic, checkpoint.partition, "No space left on device")
+
+
+def test_a_failed_final_checkpoint_is_reported_not_hidden():
+    """The stop's checkpoint fails: the daemon still closes, and says so (for the exit code)."""
+    journal = Journal()
+    daemon, _ = make_daemon([{0: interaction(1)}], journal, store=UnwritableStore(journal))
+
+    with capture_logs() as logs:
+        daemon.run(max_events=2)
+
+    assert not daemon.final_checkpoint_written
+    assert journal.kinds()[-2:] == ["consumer.close", "producer.close"]
+    [failed] = [e for e in logs if e["event"] == "daemon.final_checkpoint_failed"]
+    assert (failed["log_level"], failed["dirty"]) == ("error", [0])
 
 
 def test_readiness_needs_assignment_restore_and_a_publish():

@@ -128,12 +128,28 @@ def test_gauges_give_lag_checkpoint_age_and_each_segments_drift_resets():
     state = PartitionState(3, core, 10, 0.0, 8, 100.0)
     metrics = Metrics()
 
-    state.report_gauges(metrics, 25, 130.0)
+    state.report_gauges(metrics, 25, 110.0)  # first seen dirty: the age counts from here
+    state.report_gauges(metrics, 25, 140.0)
 
     sample = metrics.registry.get_sample_value
     assert sample("stopbandit_consumer_lag", {"partition": "3"}) == 15
     assert sample("stopbandit_checkpoint_age_seconds", {"partition": "3"}) == 30.0
     assert sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 2
+
+
+def test_checkpoint_age_stays_zero_on_an_idle_partition():
+    """Nothing processed since the checkpoint: age 0 however long ago it was (no stale alert)."""
+    state = PartitionState(0, ControllerCore(config()), 8, 0.0, 8, 100.0)
+    metrics = Metrics()
+    age = {"partition": "0"}
+    for now_s in (100.0, 1_000.0, 100_000.0):
+        state.report_gauges(metrics, 8, now_s)
+        assert metrics.registry.get_sample_value("stopbandit_checkpoint_age_seconds", age) == 0.0
+
+    state.offset = 9  # an event arrives at 100,000 s
+    state.report_gauges(metrics, 9, 100_000.0)
+    state.report_gauges(metrics, 9, 100_400.0)  # and no checkpoint covers it for 400 s
+    assert metrics.registry.get_sample_value("stopbandit_checkpoint_age_seconds", age) == 400.0
 
 
 def test_drift_gauges_follow_a_new_reset_and_a_new_segment():
@@ -229,19 +245,22 @@ def test_a_failed_restore_waits_for_its_backoff_then_restores():
     assert owner.consumer.paused == set()
 
 
-def test_a_failure_stops_the_round_after_the_partitions_restored_before_it():
-    """Partitions before the failing one are restored and resumed; the rest wait their turn."""
+def test_a_failure_never_holds_back_the_other_partitions():
+    """One partition's store failure leaves it paused; the others are restored and consumed."""
     owner = Owner(store=FailingStore({1: 1}))
     partitions = owner.partitions
     partitions.assign(tps(0, 1, 2))
 
-    assert not partitions.restore_assigned(0.0)
+    assert partitions.restore_assigned(0.0)
 
-    assert sorted(partitions.owned) == [0]
-    assert owner.consumer.paused == {1, 2}
-    assert owner.store.loads == 2  # partition 2 was not tried
+    assert sorted(partitions.owned) == [0, 2]
+    assert owner.consumer.paused == {1}
+    assert owner.store.loads == 3
+    assert not partitions.restored
+    assert not partitions.restore_assigned(0.1)  # partition 1's own backoff
     assert partitions.restore_assigned(1.0)
     assert sorted(partitions.owned) == [0, 1, 2]
+    assert partitions.restored
 
 
 def test_nothing_to_restore_is_not_a_restore():
