@@ -1,4 +1,4 @@
-"""The daemon's HTTP endpoint: /metrics, /healthz, /readyz, /policies (stdlib, one thread).
+"""The daemon's HTTP endpoint: /metrics, /healthz, /readyz, /policies, /savings (stdlib).
 
 Handlers only read: the registry (thread-safe), two flags and a copy of the
 published policies, so the loop never waits for a scrape. They read them
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -42,6 +42,9 @@ class DaemonView(Protocol):
     def policies(self) -> Mapping[str, Policy]:
         """A copy of the policies last published, by segment (/policies)."""
 
+    def savings(self) -> Mapping[str, Any]:
+        """Controlled vs control EM and tokens as of the last publish (/savings)."""
+
 
 def _handler_for(daemon: DaemonView) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -60,6 +63,9 @@ def _handler_for(daemon: DaemonView) -> type[BaseHTTPRequestHandler]:
                     for s, p in daemon.policies().items()
                 }
                 self._send(200, "application/json", json.dumps(body, sort_keys=True).encode())
+            elif self.path == "/savings":
+                savings = json.dumps(daemon.savings(), sort_keys=True, allow_nan=False)
+                self._send(200, "application/json", savings.encode())
             else:
                 self._send(404, "text/plain", b"not found\n")
 
