@@ -21,7 +21,7 @@ except ModuleNotFoundError as missing:
     sys.exit(message)
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("simulate", "replay", "run", "fleet", "demo")
+COMMANDS = ("simulate", "replay", "report", "run", "checkpoint", "fleet", "demo")
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
