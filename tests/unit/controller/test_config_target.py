@@ -29,7 +29,7 @@ def test_off_by_default() -> None:
     assert not load_config().target.enabled
 
 
-def test_one_target_turns_it_on(tmp_path: object) -> None:
+def test_one_target_turns_it_on() -> None:
     """Either target alone is accepted; the gains default to the metric's."""
     assert load_config(target={"token_reduction": 0.3}).target.enabled
     config = load_config(target={"max_em_drop_pts": 0.5})

@@ -1,5 +1,4 @@
-"""Target mode in the core: λ reaches the builder's weights, steps from what is served, and
-survives a checkpoint; a checkpoint without it restores as before."""
+"""Target mode in the core: λ reaches the policies' weights and survives a checkpoint."""
 
 from __future__ import annotations
 

@@ -57,9 +57,7 @@ def test_tally_restore_rejects_malformed(state: dict[str, object]) -> None:
         Tally().restore(state)
 
 
-sums = st.builds(
-    Totals, *(st.floats(0, 1e9, allow_nan=False) for _ in range(5))
-)
+sums = st.builds(Totals, *(st.floats(0, 1e9, allow_nan=False) for _ in range(5)))
 
 
 @given(a=sums, b=sums)

@@ -10,7 +10,9 @@ from stopbandit.controller.targets import TargetMode
 
 def mode() -> TargetMode:
     """Target mode at 30 % token reduction, stepping every second of event time."""
-    return TargetMode.of(TargetConfig(token_reduction=0.3, interval_s=1.0, min_interactions=1), 0.02)
+    return TargetMode.of(
+        TargetConfig(token_reduction=0.3, interval_s=1.0, min_interactions=1), 0.02
+    )
 
 
 def test_local_mode_steps_from_its_own_tally() -> None:
