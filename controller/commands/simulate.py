@@ -19,6 +19,7 @@ from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.sim.control import ControlLedger
 from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
+from stopbandit.streams.arms import arm_label
 from stopbandit.streams.files import EventLogWriter, event_log_writer
 
 
@@ -32,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "policies and feeding decisions and outcomes back through the join and learners."
         ),
     )
-    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML")
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        default=DEFAULT_SCENARIO,
+        help="scenario YAML, or a shipped one by name (mixed-reasoning, token-budget)",
+    )
     parser.add_argument("--interactions", type=int, default=100_000, help="requests to simulate")
     parser.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run)")
     parser.add_argument("--token-cost", type=float, help="reward.token_cost_per_1k")
@@ -213,9 +219,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"[bold]{report['scenario']}[/bold]: {report['interactions']:,} interactions, "
         f"seed {report['seed']}, {report['interactions_per_s']:,.0f} interactions/s"
     )
-    table = Table("segment", "greedy threshold", "oracle threshold")
-    for segment, arm in final["arms"].items():
-        table.add_row(segment, f"{arm:g}", f"{report['oracle']['arms'][segment]:g}")
+    arm = "budget" if report.get("knob") == "token_budget" else "threshold"
+    table = Table("segment", f"greedy {arm}", f"oracle {arm}")
+    for segment, greedy in final["arms"].items():
+        table.add_row(segment, arm_label(greedy), arm_label(report["oracle"]["arms"][segment]))
     console.print(table)
     summary = Table("", "gap closed", "token reduction", "EM change (pts)", "reward")
     for name, figures in (("online", online), ("final policy", final)):
@@ -228,7 +235,11 @@ def print_report(report: dict[str, Any]) -> None:
         )
     best = report["best_global"]
     summary.add_row(
-        f"best fixed {best['arm']:g}", f"{best['gap_closed']:.3f}", "", "", f"{best['reward']:.4f}"
+        f"best fixed {arm_label(best['arm'])}",
+        f"{best['gap_closed']:.3f}",
+        "",
+        "",
+        f"{best['reward']:.4f}",
     )
     console.print(summary)
     if "control" in report:

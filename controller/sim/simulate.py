@@ -41,6 +41,7 @@ from stopbandit.controller.sim.targets import TargetTrace
 from stopbandit.controller.targets import Totals
 from stopbandit.policies.guardrail import GuardrailConfig, true_drop_allowed
 from stopbandit.policies.sampling import serve_index, served_pmf
+from stopbandit.streams.arms import DEFAULT_KNOB
 from stopbandit.streams.events import FALLBACK_SEGMENT, Decision, Outcome, Policy
 
 if TYPE_CHECKING:
@@ -385,8 +386,11 @@ class Simulation:
             self.fallback_arm,
             self.guardrail,
         )
+        # The knob only where it is not the 1.0 default: threshold reports stay as they were.
+        knob = {} if self.scenario.knob == DEFAULT_KNOB else {"knob": self.scenario.knob}
         return {
             "scenario": self.scenario.name,
+            **knob,
             "seed": self.seed,
             "interactions": tally.n,
             "reward_weights": self.weights.model_dump(),
