@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+import tenacity
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -65,6 +66,7 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
         "bootstrap_servers": list(config.bootstrap_servers),
         "client_id": config.client_id,
         "security_protocol": config.security_protocol,
+        "bootstrap_timeout_ms": config.bootstrap_timeout_ms,
     }
     if config.sasl_mechanism is not None:
         settings["sasl_mechanism"] = config.sasl_mechanism
@@ -172,6 +174,11 @@ class Backoff:
         self._not_before_s = 0.0
 
 
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 10.0
+_STOP_CHECK_S = 0.1
+
+
 def retry_until_up(
     what: str,
     action: Callable[[], T],
@@ -179,21 +186,35 @@ def retry_until_up(
     monotonic: Callable[[], float],
     stopping: Callable[[], bool],
 ) -> T:
-    """Run `action` until the broker lets it succeed, waiting a growing backoff between tries.
+    """Run `action` until the broker lets it succeed, with jittered exponential waits.
+
+    The waits are tenacity's "full jitter" (uniform up to 0.2 s, 0.4 s, ... capped at
+    10 s), so replicas that lost the same broker do not retry in step. A stop request
+    ends a wait within a tenth of a second.
 
     Raises:
         KafkaError: the last failure, once `stopping()` is true.
     """
-    backoff = Backoff()
-    while True:
-        try:
-            return action()
-        except KafkaError as error:
-            delay_s = backoff.failed(monotonic())
-            log.warning("broker.unavailable", step=what, error=repr(error), retry_in_s=delay_s)
-            if stopping():
-                raise
-            time.sleep(delay_s)
+
+    def sleep(delay_s: float) -> None:
+        deadline_s = monotonic() + delay_s
+        while not stopping() and (left_s := deadline_s - monotonic()) > 0:
+            time.sleep(min(_STOP_CHECK_S, left_s))
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        delay_s = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning("broker.unavailable", step=what, error=repr(error), retry_in_s=delay_s)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(KafkaError),
+        wait=tenacity.wait_random_exponential(multiplier=RETRY_INITIAL_S, max=RETRY_MAX_S),
+        stop=lambda _state: stopping(),
+        sleep=sleep,
+        before_sleep=warn,
+        reraise=True,
+    )
+    return retrying(action)
 
 
 @dataclass(frozen=True)

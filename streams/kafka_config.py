@@ -27,6 +27,9 @@ class KafkaConfig(BaseModel):
     partitions: Annotated[int, Field(ge=1)] = 6
     replication_factor: Annotated[int, Field(ge=1)] = 1
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+    # How long one try to reach the cluster may block (kafka-python: 30 s); retries follow
+    # with jittered backoff, and a stop request is only seen between tries.
+    bootstrap_timeout_ms: Annotated[int, Field(ge=100)] = 5_000
     max_poll_records: Annotated[int, Field(ge=1)] = 2_000
     # The consumer has one fetch in flight per broker, for the partitions with nothing
     # buffered; when those are quiet the broker holds it this long while the busy ones

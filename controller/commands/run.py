@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+from kafka.errors import KafkaError
 
 from stopbandit.controller.commands import UsageError
 from stopbandit.controller.config import load_config
@@ -68,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         daemon.run(max_events=args.max_events, idle_timeout_s=args.idle_timeout_s)
     except MissingTopicsError as error:
         raise UsageError(str(error)) from None
+    except KafkaError as error:
+        if not daemon.stopping:
+            raise
+        # Stopped while the broker was still unreachable: nothing was consumed, nothing lost.
+        log.warning("daemon.stopped_before_connecting", error=repr(error))
+        return 0
     finally:
         server.stop()
     return 0 if daemon.final_checkpoint_written else EXIT_CHECKPOINT_FAILED

@@ -159,6 +159,11 @@ class Daemon:
         """Ask the loop to stop after its current batch (safe from a signal handler)."""
         self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (SIGTERM, SIGINT or `stop`)."""
+        return self._stopping
+
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT set the stop flag; nothing else happens in the handler."""
         signal.signal(signal.SIGTERM, self.stop)
