@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "`stopbandit simulate`."
         ),
     )
-    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML")
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        default=DEFAULT_SCENARIO,
+        help="scenario YAML, or a shipped one by name (mixed-reasoning, token-budget)",
+    )
     add_trace_arguments(parser)
     parser.add_argument(
         "--interactions", type=int, default=DEFAULT_INTERACTIONS, help="requests the fleet makes"

@@ -93,6 +93,7 @@ def demo_config(settings: DemoSettings, bootstrap_servers: str, workdir: Path) -
     suffix = uuid.uuid4().hex[:10]
     return load_config(
         None,
+        knob=learning.knob,
         arms=learning.arms,
         reference_arm=learning.reference_arm,
         default_arm=learning.default_arm,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from stopbandit.streams.arms import arm_label
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -23,7 +25,7 @@ def _saving(figures: SegmentFigures) -> float:
 
 
 def progress_table(progress: Progress, total: int, elapsed_s: float) -> RenderableType:
-    """The live view: per segment the greedy threshold, EM and tokens against the reference."""
+    """The live view: per segment the greedy arm (threshold or budget), EM and tokens vs the ref."""
     rate = progress.interactions / elapsed_s if elapsed_s > 0 else 0.0
     table = Table(
         "segment",
@@ -41,7 +43,8 @@ def progress_table(progress: Progress, total: int, elapsed_s: float) -> Renderab
         n = max(figures.n, 1)
         table.add_row(
             segment,
-            f"{progress.greedy[segment]:g}" + ("" if progress.versions[segment] else " (fallback)"),
+            arm_label(progress.greedy[segment])
+            + ("" if progress.versions[segment] else " (fallback)"),
             f"{figures.n:,}",
             f"{figures.em / n:.3f}",
             f"{figures.reference_em / n:.3f}",

@@ -32,6 +32,7 @@ def run_simulate(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
         pytest.param("reward:\n  token_cost_per_1k: -0.02\n", "reward.token_cost_per_1k", id="neg"),
         pytest.param("reward:\n  em_weigth: 1.0\n", "reward.em_weigth", id="unknown key"),
         pytest.param("log:\n  format: xml\n", "log.format", id="bad enum"),
+        pytest.param("knob: token_budget\narms: [0.5, 1024]\n", "arms.0", id="knob rule"),
         pytest.param("reward: {em_weight: [1\n  x: 2\n", "bad.yaml", id="YAML syntax"),
         pytest.param("- 1\n- 2\n", "bad.yaml", id="not a mapping"),
     ],

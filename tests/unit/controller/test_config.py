@@ -259,3 +259,81 @@ def test_arm_index_tolerates_float_noise() -> None:
     config = load_config()
     assert config.arm_index(0.1 + 0.85) == DEFAULT_ARMS.index(0.95)
     assert config.arm_index(0.96) is None
+
+
+BUDGET_ARMS = "arms: [512, 1024, 2048, 4096, 8192, 32768]\n"
+
+
+def test_a_token_budget_config_defaults_to_its_largest_budget(tmp_path: Path) -> None:
+    """Budgets as arms (knob token_budget): reference and default the largest budget."""
+    config = load_config(write(tmp_path, "knob: token_budget\n" + BUDGET_ARMS))
+    assert config.knob == "token_budget"
+    assert config.arms == [512.0, 1024.0, 2048.0, 4096.0, 8192.0, 32768.0]
+    assert (config.reference_arm, config.default_arm) == (32768.0, 32768.0)
+    assert config.arm_index(2048) == 2
+
+
+def test_a_token_budget_config_may_start_from_a_lower_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """default_arm may be any budget; the knob also comes from the environment."""
+    path = write(tmp_path, BUDGET_ARMS + "default_arm: 8192\n")
+    monkeypatch.setenv("STOPBANDIT_KNOB", "token_budget")
+    config = load_config(path)
+    assert (config.knob, config.reference_arm, config.default_arm) == (
+        "token_budget",
+        32768.0,
+        8192.0,
+    )
+
+
+def test_the_confidence_knob_is_the_default_and_unchanged() -> None:
+    """No knob: thresholds, the reference 1.0, as before revision 1.1."""
+    config = load_config()
+    assert config.knob == "confidence"
+    assert (config.reference_arm, config.default_arm) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason_part"),
+    [
+        pytest.param("knob: temperature\n", "knob", "", id="unknown knob"),
+        pytest.param("knob: token_budget\n", "arms", "budgets", id="budgets not listed"),
+        pytest.param(
+            "knob: token_budget\narms: [0.5, 1024]\n", "arms.0", "integers >= 1", id="threshold"
+        ),
+        pytest.param(
+            "knob: token_budget\narms: [512.5, 1024]\n", "arms.0", "integers >= 1", id="fraction"
+        ),
+        pytest.param("knob: token_budget\narms: [0, 1024]\n", "arms.0", ">= 1", id="zero"),
+        pytest.param(
+            "knob: token_budget\narms: [2048, 1024]\n", "arms", "ascending", id="descending"
+        ),
+        pytest.param(BUDGET_ARMS, "arms.0", "[0, 1]", id="budgets under the confidence knob"),
+        pytest.param(
+            "knob: token_budget\n" + BUDGET_ARMS + "default_arm: 3000\n",
+            "default_arm",
+            "not one of the arms",
+            id="default no budget",
+        ),
+        pytest.param(
+            "knob: token_budget\n" + BUDGET_ARMS + "reference_arm: 8192\n",
+            "reference_arm",
+            "never",
+            id="reference stops early",
+        ),
+        pytest.param(
+            "arms: [0.5, 0.9, 1.0]\nreference_arm: 0.9\n",
+            "reference_arm",
+            "never",
+            id="threshold reference stops early",
+        ),
+    ],
+)
+def test_the_knob_rejects_what_it_forbids(
+    tmp_path: Path, text: str, field: str, reason_part: str
+) -> None:
+    """Each knob's rule stops the start naming the field and the reason."""
+    errors = dict(errors_of(write(tmp_path, text)))
+    assert field in errors, errors
+    assert reason_part in errors[field]
