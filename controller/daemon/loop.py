@@ -65,12 +65,27 @@ if TYPE_CHECKING:
     from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
     from stopbandit.controller.daemon.consumer import ConsumedRecord, Consumer
     from stopbandit.controller.daemon.offsets import LogOffsets
-    from stopbandit.streams.events import Policy
+    from stopbandit.streams.events import Event, Policy
 
     # What one poll returns.
     Records: TypeAlias = Mapping[TopicPartition, Sequence[ConsumedRecord]]
 
 log = structlog.get_logger(__name__)
+
+NO_KEY_REASON = "the message has no key; events are keyed by their segment (wire contract)"
+
+
+def decode_keyed(key: bytes | None, value: bytes | None) -> Event:
+    """`decode`, and a message without key is invalid too.
+
+    Unkeyed, a producer's partitioner spreads one segment over every partition, so
+    several owners would each learn a part of it. (Logs have no keys: replay decodes
+    with `decode`.)
+    """
+    if key is None:
+        raise InvalidEventError("key", NO_KEY_REASON)
+    return decode(key, value)
+
 
 T = TypeVar("T")
 
@@ -347,7 +362,7 @@ class Daemon:
                 if message.offset < state.offset:
                     continue
                 try:
-                    event = decode(message.key, message.value)
+                    event = decode_keyed(message.key, message.value)
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
                     interaction = state.core.offer(event, state.watermark_s)
                     if interaction is not None:

@@ -19,7 +19,7 @@ from daemon_fakes import (
 )
 from structlog.testing import capture_logs
 
-from stopbandit.controller.daemon.loop import Daemon
+from stopbandit.controller.daemon.loop import NO_KEY_REASON, Daemon
 from stopbandit.controller.daemon.publish import version_floor
 from stopbandit.controller.daemon.traces import DROPPED_TRACES_LOGGED
 
@@ -332,3 +332,21 @@ def test_a_valid_trace_teaches_the_lower_arms_the_node_never_played():
     assert all(n[arm] > 0 for arm in (0.5, 0.8, 0.95)), n
     sample = daemon.metrics.registry.get_sample_value
     assert sample("stopbandit_counterfactual_dropped_total", {"reason": "monotone"}) is None
+
+
+def test_a_message_without_key_is_dead_lettered_not_learned():
+    """A null key would let one segment be learned by several partitions: DLQ, kind key."""
+    journal = Journal()
+    unkeyed = [(None, value) for _, value in interaction(5)]
+    daemon, _ = make_daemon([{0: unkeyed + interaction(6)}], journal)
+
+    daemon.run(max_events=len(unkeyed) + 2)
+
+    letters = [json.loads(v) for t, _, v in daemon._producer.sent if t == "dlq"]
+    assert [(letter["offset"], letter["reason"]) for letter in letters] == [
+        (0, NO_KEY_REASON),
+        (1, NO_KEY_REASON),
+    ]
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("stopbandit_events_invalid_total", {"reason": "key"}) == 2
+    assert sample("stopbandit_interactions_learned_total") == 1
