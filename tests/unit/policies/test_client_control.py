@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +74,26 @@ def test_a_control_arm_outside_the_arms_is_rejected() -> None:
     document["control"] = {"fraction": 0.9, "arm": 1.0}
     assert not client.offer_document(document)
     assert client.rejected["schema"] == 2
+
+
+def test_the_contracts_worked_example() -> None:
+    """docs/wire-contract.md's control-group example: the probabilities it states."""
+    text = (Path(__file__).parents[3] / "docs" / "wire-contract.md").read_text()
+    block = next(b for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if '"control"' in b)
+    policy = Policy.model_validate_json(block)
+    client = PolicyClient(fallback_threshold=1.0)
+    client.apply(policy)
+    member = next(f"m-{i}" for i in range(1000) if in_control(f"m-{i}", 0.02))
+    outsider = next(
+        f"o-{i}"
+        for i in range(1000)
+        if not in_control(f"o-{i}", 0.02) and draw_index(policy.pmf, f"o-{i}") == 1
+    )
+    chosen = client.choose(outsider, policy.segment)
+    assert (chosen.threshold, chosen.probability) == (0.95, pytest.approx(0.882))
+    assert chosen.pmf is not None
+    assert [p for _, p in chosen.pmf] == pytest.approx([0.098, 0.882, 0.02])
+    assert (
+        client.choose(member, policy.segment).threshold,
+        client.choose(member, policy.segment).probability,
+    ) == (1.0, pytest.approx(0.02))
