@@ -10,7 +10,13 @@ only if its version is higher, so reading the topic from the beginning gives
 the same state whether or not the broker has compacted it, and duplicates or
 late, older versions change nothing. A tombstone (a key with no value)
 removes the segment but keeps its version as a floor, so an older policy
-arriving after it cannot bring the segment back.
+arriving after it cannot bring the segment back; a client with a key ignores
+tombstones, since a key-only message proves nothing about who sent it.
+
+Before a policy is held it passes `policies.admission`: no repeated JSON key,
+a version the node's clock allows, and (signed) not older than the freshness
+window; without a key the client warns once, at start, that anyone who can
+write the policies topic sets its policies.
 
 Concurrency: writers build a new read-only table under a lock and swap one
 reference; `choose` reads that reference once and takes no lock, so it
@@ -19,9 +25,9 @@ always sees one consistent table.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -30,16 +36,35 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from stopbandit.policies.admission import (
+    DEFAULT_MAX_POLICY_AGE_S,
+    DEFAULT_MAX_VERSION_AHEAD_S,
+    duplicate_key,
+    hold_problem,
+    parse_json,
+    version_ceiling,
+)
 from stopbandit.policies.sampling import serve_index, served_pmf
 from stopbandit.policies.signing import verify
 from stopbandit.streams.events import FALLBACK_SEGMENT, Decision, Policy
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from stopbandit.streams.events import ContextValue
 
 log = structlog.get_logger(__name__)
+
+__all__ = [
+    "DEFAULT_MAX_POLICY_AGE_S",
+    "DEFAULT_MAX_VERSION_AHEAD_S",
+    "Choice",
+    "PolicyClient",
+    "PolicyRejectedError",
+    "parse_json",
+    "parse_policy",
+    "version_ceiling",
+]
 
 MAX_POLICY_BYTES = 1024 * 1024
 
@@ -125,7 +150,8 @@ class PolicyRejectedError(ValueError):
     """A policy message that the client will not hold.
 
     Attributes:
-        kind: a short label for counting (`json`, `schema`, `signature`, `key`, `size`).
+        kind: a short label for counting (`json`, `schema`, `signature`, `key`, `size`,
+            `version`, `stale`).
         reason: what is wrong, naming the field.
     """
 
@@ -139,12 +165,16 @@ def parse_policy(
     document: Any,  # noqa: ANN401 - parsed JSON of any shape, checked here
     hmac_key: bytes | None,
 ) -> Policy:
-    """Check a received policy document: signature first (on the document as sent), then schema.
+    """Check a received policy document: one meaning, then signature (as sent), then schema.
 
     Raises:
-        PolicyRejectedError: not an object, unsigned or badly signed while a key is
-            configured, or breaking the contract (pmf, arms, greedy, ...).
+        PolicyRejectedError: a repeated key (`parse_json`'s marker), not an object,
+            unsigned or badly signed while a key is configured, or breaking the
+            contract (pmf, arms within the knob's range, greedy, ...).
     """
+    repeated = duplicate_key(document)
+    if repeated is not None:
+        raise PolicyRejectedError("json", repeated)
     if not isinstance(document, dict):
         raise PolicyRejectedError("json", "policy: must be a JSON object")
     if hmac_key is not None and not verify(document, hmac_key):
@@ -165,7 +195,13 @@ class PolicyClient:
         fallback_threshold: the threshold used, with probability 1 and version 0,
             when neither the request's segment nor `*` has a policy.
         hmac_key: the shared signing key; when set, unsigned or badly signed
-            policies are rejected.
+            policies and all tombstones are rejected. Without it the client
+            warns at start that policies are unauthenticated.
+        max_policy_age_s: with a key, a policy issued longer ago than this (by
+            the node's clock) is not taken; None takes any age.
+        max_version_ahead_s: a version more than this many seconds of the
+            daemon's microsecond versions past the node's clock is not taken.
+        clock: the node's wall clock, in seconds since the epoch.
 
     Example:
         >>> client = PolicyClient(fallback_threshold=1.0)
@@ -173,11 +209,35 @@ class PolicyClient:
         1.0
     """
 
-    def __init__(self, *, fallback_threshold: float, hmac_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fallback_threshold: float,
+        hmac_key: bytes | None = None,
+        max_policy_age_s: float | None = DEFAULT_MAX_POLICY_AGE_S,
+        max_version_ahead_s: float = DEFAULT_MAX_VERSION_AHEAD_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not math.isfinite(fallback_threshold):
             raise ValueError("fallback_threshold: must be a finite number")
+        if hmac_key is not None and not hmac_key:
+            raise ValueError("hmac_key: must not be empty (None turns signatures off)")
+        if max_policy_age_s is not None and not (
+            math.isfinite(max_policy_age_s) and max_policy_age_s > 0
+        ):
+            raise ValueError(f"max_policy_age_s: must be above 0 s or None, got {max_policy_age_s}")
+        if not (math.isfinite(max_version_ahead_s) and max_version_ahead_s >= 0):
+            raise ValueError(f"max_version_ahead_s: must be >= 0 s, got {max_version_ahead_s}")
         self._fallback = Choice(float(fallback_threshold), 1.0, 0, None)
         self._hmac_key = hmac_key
+        self._max_policy_age_s = max_policy_age_s
+        self._max_version_ahead_s = max_version_ahead_s
+        self._clock = clock
+        if hmac_key is None:
+            log.warning(
+                "policy_client.unauthenticated",
+                reason="no hmac_key: whoever writes the policies topic sets this node's policies",
+            )
         self._table = _Table(MappingProxyType({}), MappingProxyType({}))
         self._write_lock = threading.Lock()
         self._updated = threading.Condition(self._write_lock)
@@ -267,24 +327,22 @@ class PolicyClient:
     def offer(self, key: bytes | None, value: bytes | None) -> bool:
         """Apply one message of the policies topic.
 
-        A `None` value is a tombstone: the key's segment is removed. Invalid
-        messages are counted in `rejected` and logged, never raised: bad
-        upstream data must not stop a serving node.
+        A `None` value is a tombstone: the key's segment is removed, unless the
+        client has a key (a tombstone carries no signature, so it is refused).
+        Invalid messages are counted in `rejected` and logged, never raised:
+        bad upstream data must not stop a serving node.
 
         Returns:
             Whether the held policies changed.
         """
         if value is None:
-            if key is None:
-                self._reject("key", "tombstone: no key")
-                return False
-            return self.remove(key.decode("utf-8", errors="replace"))
+            return self._tombstone(key)
         if len(value) > MAX_POLICY_BYTES:
             self._reject("size", f"value: {len(value)} bytes, more than {MAX_POLICY_BYTES}")
             return False
         try:
-            document = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = parse_json(value)
+        except ValueError as error:
             self._reject("json", f"value: not UTF-8 JSON ({error})")
             return False
         if (
@@ -306,6 +364,16 @@ class PolicyClient:
             policy = parse_policy(document, self._hmac_key)
         except PolicyRejectedError as error:
             self._reject(error.kind, error.reason)
+            return False
+        problem = hold_problem(
+            policy,
+            self._clock(),
+            signed=self._hmac_key is not None,
+            max_version_ahead_s=self._max_version_ahead_s,
+            max_policy_age_s=self._max_policy_age_s,
+        )
+        if problem is not None:
+            self._reject(*problem)
             return False
         return self.apply(policy)
 
@@ -350,6 +418,16 @@ class PolicyClient:
             self._updated.notify_all()
         log.info("policy.removed", segment=segment)
         return True
+
+    def _tombstone(self, key: bytes | None) -> bool:
+        if key is None:
+            self._reject("key", "tombstone: no key")
+            return False
+        if self._hmac_key is not None:
+            # A key-only message carries no signature: anyone could have sent it.
+            self._reject("signature", "tombstone: unsigned; a client with a key keeps the policy")
+            return False
+        return self.remove(key.decode("utf-8", errors="replace"))
 
     def _reject(self, kind: str, reason: str) -> None:
         with self._write_lock:

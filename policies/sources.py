@@ -1,13 +1,15 @@
 """Where a `PolicyClient` gets its policies: the policies topic, the daemon's HTTP, a file.
 
 Thin edges: each one only moves bytes or parsed documents into the client,
-which folds, verifies and validates them. The topic and HTTP followers run
+which folds, verifies and validates them. Documents are parsed with the
+client's reader (`parse_json`), so a policy with a repeated key is refused
+there like one from the topic; a repeat in the answer's own frame (a segment
+named twice) refuses the whole answer. The topic and HTTP followers run
 in a background thread each and stop on `close()`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.request
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Self
 import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+
+from stopbandit.policies.admission import DuplicateKey, parse_json
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,9 +39,15 @@ def policy_documents(payload: Any) -> list[Any]:  # noqa: ANN401 - parsed JSON o
 
     Accepted shapes: a list of policies, a mapping of segment to policy, or
     either of those under a `"policies"` key.
+
+    Raises:
+        ValueError: the answer's frame repeats a key (`"policies"` or a segment),
+            so it has no single meaning.
     """
     if isinstance(payload, dict) and "policies" in payload:
         payload = payload["policies"]
+    if isinstance(payload, DuplicateKey):
+        raise ValueError(f"policies: duplicate key {payload.key!r}")  # noqa: TRY004 - bad data
     if isinstance(payload, dict):
         return list(payload.values())
     if isinstance(payload, list):
@@ -52,13 +62,14 @@ def load_policy_file(client: PolicyClient, path: Path) -> int:
         How many were newer than what the client held.
 
     Raises:
-        ValueError: the file cannot be read or is not JSON.
+        ValueError: the file cannot be read, is not JSON, or names a segment twice.
     """
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        payload = parse_json(path.read_bytes())
+        documents = policy_documents(payload)
+    except (OSError, ValueError) as error:
         raise ValueError(f"policies file {path}: cannot read ({error})") from None
-    return sum(client.offer_document(document) for document in policy_documents(payload))
+    return sum(client.offer_document(document) for document in documents)
 
 
 class _Follower(ABC):
@@ -234,7 +245,7 @@ class HttpPoller(_Follower):
         """
         # The scheme is checked in __init__; only http(s) reaches urlopen.
         with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
-            payload = json.loads(response.read())
+            payload = parse_json(response.read())
         return sum(self.client.offer_document(d) for d in policy_documents(payload))
 
     def _run(self) -> None:

@@ -2,8 +2,11 @@
 
 The node below uses none of this project's code: `confluent-kafka` to read
 the policies topic and to produce events, its own fold (newest version per
-key wins, tombstones delete), its own HMAC check of the canonical JSON, and
-its own SHA-256 draw (the rule written in policies/sampling.py's docstring).
+key wins; holding a key, it ignores tombstones, which carry no signature), its
+own HMAC check over the RFC 8785 form (the `rfc8785` package, what a Python
+node would use), and its own SHA-256 draw (the rule written in
+policies/sampling.py's docstring). tests/unit/policies/test_signing_node.py
+checks the same signatures from Node.js.
 The daemon runs in-process and learns from what it produces. Afterwards the
 project's own PolicyClient, fed by the topic and by the daemon's /policies
 endpoint, must hold what the foreign node holds and draw what it draws.
@@ -25,6 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import rfc8785
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from daemon_helpers import HMAC_KEY, base_settings, config_of
 
@@ -47,16 +51,16 @@ ROUND = 500
 MAX_ROUNDS = 16
 
 
-def canonical(document: dict[str, Any]) -> bytes:
-    """Keys sorted, no spaces (SCHEMA.md, signature)."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+def compact(document: dict[str, Any]) -> bytes:
+    """An event as the node produces it: compact JSON."""
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def signed_by(document: dict[str, Any], key: bytes) -> bool:
-    """HMAC-SHA256 over the canonical JSON without `signature`, as SCHEMA.md says."""
+    """HMAC-SHA256 over the RFC 8785 form without `signature`, as SCHEMA.md 1.1 says."""
     body = {k: v for k, v in document.items() if k != "signature"}
-    expected = "hmac-sha256:" + hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(str(document.get("signature")), expected)
+    expected = "hmac-sha256:" + hmac.new(key, rfc8785.dumps(body), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(str(document.get("signature")).encode(), expected.encode())
 
 
 def draw(pmf: list[float], request_id: str) -> int:
@@ -97,7 +101,7 @@ class ForeignNode:
                 continue
             key = message.key().decode()
             if message.value() is None:
-                self.policies.pop(key, None)
+                self.rejected += 1  # unsigned: a node with a key keeps the policy
                 continue
             document = json.loads(message.value())
             if not signed_by(document, HMAC_KEY.encode()):
@@ -136,7 +140,7 @@ class ForeignNode:
                 [arm, *truth(index, arms, arm, base_tokens)] for arm in lower
             ]
         for event in (decision, outcome):
-            self.producer.produce(self.topics.events, key=segment.encode(), value=canonical(event))
+            self.producer.produce(self.topics.events, key=segment.encode(), value=compact(event))
         self.producer.poll(0)
         return decision
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +146,20 @@ def test_mutated_valid_documents_never_raise_anything_else(
     else:
         document[name] = replacement
     assert_decodes_or_rejects(segment_key(event), json.dumps(document).encode())
+
+
+@given(event=events, data=st.data(), ensure_ascii=st.booleans(), spaced=st.booleans())
+def test_a_repeated_key_is_always_rejected(
+    event: Event, data: st.DataObject, ensure_ascii: bool, spaced: bool
+) -> None:
+    """Any field of a valid event written twice (any value first) is rejected as json."""
+    document: dict[str, Any] = json.loads(encode(event))
+    field = data.draw(st.sampled_from(sorted(document)))
+    first = data.draw(json_values)
+    separators = (", ", ": ") if spaced else (",", ":")
+    rest = json.dumps(document, ensure_ascii=ensure_ascii, separators=separators)
+    head = json.dumps({field: first}, ensure_ascii=ensure_ascii, separators=separators)
+    value = (head[:-1] + separators[0] + rest[1:]).encode()
+    with pytest.raises(InvalidEventError, match=r"^value: duplicate key") as caught:
+        decode(segment_key(event), value)
+    assert caught.value.kind == "json"

@@ -113,7 +113,8 @@ def test_a_client_with_a_key_rejects_unsigned_and_badly_signed(case, document):
 
 def test_a_client_with_a_key_holds_a_correctly_signed_policy():
     """A policy signed with the shared key passes, also with fields this version does not know."""
-    client = PolicyClient(fallback_threshold=1.0, hmac_key=KEY)
+    # The node's clock reads make_policy's issued_at: the policy is fresh.
+    client = PolicyClient(fallback_threshold=1.0, hmac_key=KEY, clock=lambda: 1.0)
     document = make_policy("a", 1).model_dump(mode="json", exclude_none=True)
     document["future_field"] = {"x": 1}
     from stopbandit.policies.signing import signature_of  # noqa: PLC0415 - only this test needs it

@@ -125,7 +125,8 @@ def policies_server() -> Iterator[tuple[str, list[Any]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = json.dumps(answer[0]).encode()
+            raw = answer[0]
+            body = (raw if isinstance(raw, RawJson) else json.dumps(raw)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -163,3 +164,48 @@ def test_http_poller_refuses_non_http_urls():
     """A file: or other URL is a configuration error, caught before any request."""
     with pytest.raises(ValueError, match="url"):
         HttpPoller(PolicyClient(fallback_threshold=1.0), "file:///etc/passwd")
+
+
+def _with_duplicated_pmf(document: dict[str, Any]) -> str:
+    """The JSON text of a policy document whose `pmf` is written twice."""
+    return json.dumps(document)[:-1] + ', "pmf": [1, 0, 0]}'
+
+
+def test_policy_file_with_a_duplicated_key_rejects_only_that_policy(tmp_path: Path):
+    """One policy with `pmf` twice is refused; the file's other policies still load."""
+    path = tmp_path / "policies.json"
+    good = json.dumps(policy_document("b", 1))
+    path.write_text(f"[{_with_duplicated_pmf(policy_document('a', 2))}, {good}]")
+    client = PolicyClient(fallback_threshold=1.0)
+    assert load_policy_file(client, path) == 1
+    assert client.version("a") == 0
+    assert client.version("b") == 1
+    assert client.rejected["json"] == 1
+
+
+def test_policy_file_with_a_duplicated_segment_is_refused_whole(tmp_path: Path):
+    """A mapping naming one segment twice has no single meaning: the file is an error."""
+    path = tmp_path / "policies.json"
+    doc = json.dumps(policy_document("a", 1))
+    path.write_text(f'{{"a": {doc}, "a": {doc}}}')
+    with pytest.raises(ValueError, match="duplicate key 'a'"):
+        load_policy_file(PolicyClient(fallback_threshold=1.0), path)
+
+
+def test_http_answer_with_a_duplicated_key_rejects_that_policy(policies_server):
+    """Over HTTP as from the topic: a policy with a key twice is not held, the others are."""
+    url, answer = policies_server
+    client = PolicyClient(fallback_threshold=1.0)
+    answer[0] = RawJson(
+        f'{{"policies": [{_with_duplicated_pmf(policy_document("a", 1))}, '
+        f"{json.dumps(policy_document('b', 1))}]}}"
+    )
+    assert HttpPoller(client, url).poll_once() == 1
+    assert client.version("a") == 0
+    assert client.rejected["json"] == 1
+
+
+class RawJson(str):
+    """An answer the test server sends as written, not through json.dumps."""
+
+    __slots__ = ()

@@ -272,6 +272,42 @@ def test_value_over_64_kib_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "duplicated"),
+    [
+        pytest.param(
+            DECISION_EXAMPLE.replace(b'"threshold": 0.95', b'"threshold": 0.5, "threshold": 0.95'),
+            "threshold",
+            id="decision field",
+        ),
+        pytest.param(
+            OUTCOME_EXAMPLE.replace(b'"em": 1.0', b'"em": 0.0, "em": 1.0'), "em", id="outcome field"
+        ),
+        pytest.param(
+            DECISION_EXAMPLE.replace(b'"task": "gsm8k"', b'"task": "gsm8k", "task": "aime"'),
+            "task",
+            id="context key",
+        ),
+        pytest.param(
+            OUTCOME_EXAMPLE.replace(b'"type": "outcome"', b'"type": "decision", "type": "outcome"'),
+            "type",
+            id="type",
+        ),
+    ],
+)
+def test_duplicated_keys_are_rejected(value: bytes, duplicated: str) -> None:
+    """A key twice means one thing to Python (the last) and another to first-wins parsers."""
+    error = _rejection(KEY, value)
+    assert error.kind == "json"
+    assert error.reason == f"value: duplicate key {duplicated!r}"
+
+
+def test_the_same_key_in_sibling_objects_is_not_a_duplicate() -> None:
+    """Keys repeat across objects (each counterfactual entry, context and envelope): allowed."""
+    value = OUTCOME_EXAMPLE.replace(b'"tokens": 917', b'"tokens": 917, "context": {"tokens": 1}')
+    assert decode(KEY, value).request_id == "9f2c-77"
+
+
+@pytest.mark.parametrize(
     "key",
     [
         pytest.param(b"math/gsm8k/other-model", id="other segment"),
