@@ -9,7 +9,9 @@
 2. **Safe start.** Until an arm has `MIN_SUPPORT` observations (its own, or
    borrowed from other segments and the shared model) it cannot be the
    greedy arm; with nothing supported, the greedy arm is the configured
-   default.
+   default. Until some arm other than the default is supported (the segment
+   has no evidence against today's threshold), only the default's
+   neighbours are explored.
 3. **Only plausible arms.** An arm is played only if it is plausibly best
    (P(best) >= `plausible_min`) or next to the greedy arm: arms the
    evidence rules out get nothing, not a share of a uniform exploration.
@@ -21,7 +23,14 @@
    data gets at least `probe` until it has support; a measured neighbour
    at least `neighbour_floor` (fading as 1/sqrt(n) past
    `NEIGHBOUR_FLOOR_FULL_UNTIL` observations); every candidate at least
-   `floor`. Apart from those, the greedy arm keeps at least `1 - max_explore`.
+   `floor`.
+5. **A hard cap.** Everything off the greedy arm together is at most
+   `max_explore`, always: floors first (the config keeps floor x (arms - 1)
+   within the cap), the probes and matching's shares scaled into what is
+   left. So the greedy arm (the default, at the safe start) keeps at least
+   `1 - max_explore`.
+6. **Guardrail.** Arms the caller marks `blocked` (policies.guardrail: they
+   confidently lose too much EM) never become greedy and get at most `floor`.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ _DRAWS = 4096
 _DRAW_SEED = 20_251_130
 _MIX_GRID = np.linspace(0.0, 1.0, 101)
 _NO_INFORMATION = 1e-18
+# The default cap on traffic off the greedy arm: >= 85 % stays on today's threshold at the
+# safe start (issue 13 asks >= 80 %), and bench/learning.py measured what it costs.
+DEFAULT_MAX_EXPLORE = 0.15
 
 
 class ExplorationConfig(BaseModel):
@@ -56,7 +68,8 @@ class ExplorationConfig(BaseModel):
             counterfactual traces, matching for the others.
         floor: least probability of every arm that may be played.
         plausible_min: P(best) from which an arm may be played at all.
-        max_explore: most probability taken from the greedy arm (1: pure probability matching).
+        max_explore: most probability off the greedy arm, all arms together, at all
+            times (a hard cap: floors, probes and matching fit within it).
         probe: least probability of a neighbour of the greedy arm that has no data yet.
         neighbour_floor: least probability of a measured neighbour (fades as 1/sqrt(n)).
     """
@@ -66,7 +79,7 @@ class ExplorationConfig(BaseModel):
     rule: Literal["auto", "ids", "matching"] = "auto"
     floor: Probability = 0.005
     plausible_min: Probability = 0.05
-    max_explore: Probability = 1.0
+    max_explore: Probability = DEFAULT_MAX_EXPLORE
     probe: Probability = 0.1
     neighbour_floor: Probability = 0.0
 
@@ -78,6 +91,11 @@ class Exploration:
     pmf: NDArray[np.float64]
     greedy: int
     p_best: NDArray[np.float64]
+
+    @property
+    def explore_share(self) -> float:
+        """Probability off the greedy arm (at most the config's `max_explore`)."""
+        return float(1.0 - self.pmf[self.greedy])
 
 
 @functools.cache
@@ -170,6 +188,7 @@ def explore(
     config: ExplorationConfig,
     *,
     free_below: float = 0.0,
+    blocked: NDArray[np.bool_] | None = None,
 ) -> Exploration:
     """Turn per-arm reward beliefs into a pmf.
 
@@ -182,21 +201,23 @@ def explore(
         free_below: share of requests that show every arm below the one played
             (counterfactual traces): that share of the exploration below the
             greedy arm is moved to the greedy arm, which reveals those arms anyway.
+        blocked: arms that may not be greedy and get at most `floor` (the guardrail).
 
     Returns:
         The pmf (sums to 1), the greedy arm, and P(best) per arm.
     """
     arms = len(mean)
+    blocked = np.zeros(arms, dtype=np.bool_) if blocked is None else blocked
     supported = support >= MIN_SUPPORT
-    if supported.any():
-        greedy = int(np.flatnonzero(supported)[np.argmax(mean[supported])])
-    else:
-        greedy = default_arm
+    greedy = _greedy(mean, supported, blocked, default_arm)
     draws = _draws(mean, cov)
     p_best = _p_best_of(draws)
 
-    candidates = p_best >= config.plausible_min
-    candidates[max(greedy - 1, 0) : greedy + 2] = True
+    near = np.zeros(arms, dtype=np.bool_)
+    near[max(greedy - 1, 0) : greedy + 2] = True
+    # Without evidence against the default, only its neighbours are worth a request.
+    safe_start = not np.delete(supported, default_arm).any()
+    candidates = near.copy() if safe_start else (p_best >= config.plausible_min) | near
 
     use_ids = config.rule == "ids" or (config.rule == "auto" and free_below > 0.0)
     target = information_directed(draws, free_below) if use_ids else p_best
@@ -208,7 +229,9 @@ def explore(
     pmf = np.zeros(arms)
     if weights.sum() > 0.0:
         pmf = weights / weights.sum() * explore_mass
-    floor = np.where(below, config.floor * (1.0 - free_below), config.floor)
+    floor = np.where(
+        candidates, np.where(below, config.floor * (1.0 - free_below), config.floor), 0
+    )
     pmf = np.where(candidates, np.maximum(pmf, floor), 0.0)
     # Neighbours are where improvement lies: one nobody has measured yet is probed until
     # it has support of its own, and a measured one keeps enough traffic to recover from
@@ -225,6 +248,38 @@ def explore(
                 guarantee *= 1.0 - free_below
             pmf[k] = max(pmf[k], guarantee)
     pmf[greedy] = 0.0
+    pmf = np.where(blocked, np.minimum(pmf, floor), pmf)
+    pmf = _capped(pmf, np.minimum(pmf, floor), config.max_explore)
     pmf[greedy] = max(1.0 - pmf.sum(), 0.0)
     pmf /= pmf.sum()
     return Exploration(pmf=pmf, greedy=greedy, p_best=p_best)
+
+
+def _greedy(
+    mean: NDArray[np.float64],
+    supported: NDArray[np.bool_],
+    blocked: NDArray[np.bool_],
+    default_arm: int,
+) -> int:
+    """The best supported arm the guardrail allows; else the default (or the nearest allowed)."""
+    eligible = supported & ~blocked
+    if eligible.any():
+        return int(np.flatnonzero(eligible)[np.argmax(mean[eligible])])
+    allowed = np.flatnonzero(~blocked)
+    if len(allowed) == 0 or not blocked[default_arm]:
+        return default_arm
+    return int(allowed[np.argmin(np.abs(allowed - default_arm))])
+
+
+def _capped(
+    off_greedy: NDArray[np.float64], floors: NDArray[np.float64], cap: float
+) -> NDArray[np.float64]:
+    """`off_greedy` scaled to sum to at most `cap`: the floors kept, the rest scaled down."""
+    total = float(off_greedy.sum())
+    if total <= cap:
+        return off_greedy
+    floor_total = float(floors.sum())
+    if floor_total >= cap:  # only where the config's floor x arms check was bypassed
+        return floors * (cap / floor_total) if floor_total > 0.0 else np.zeros_like(floors)
+    extra = off_greedy - floors
+    return floors + extra * ((cap - floor_total) / float(extra.sum()))

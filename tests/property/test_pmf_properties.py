@@ -33,7 +33,7 @@ configs = st.builds(
     max_explore=st.floats(0.0, 0.5),
     probe=st.floats(0.0, 0.2),
     rule=st.sampled_from(["auto", "ids", "matching"]),
-)
+).filter(lambda c: c.floor * (ARMS - 1) <= c.max_explore)  # what the config accepts
 
 
 @given(beliefs(), configs, st.floats(0.0, 1.0))

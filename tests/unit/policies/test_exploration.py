@@ -47,7 +47,7 @@ def test_auto_uses_ids_only_where_nodes_send_traces() -> None:
     """`auto`: probability matching without traces, IDS with them."""
     mean = np.array([0.50, 0.60, 0.598, 0.40])
     cov = np.diag([1e-4, 1e-4, 1e-4, 1e-4])
-    config = ExplorationConfig(floor=0.0, plausible_min=0.0, probe=0.0)
+    config = ExplorationConfig(floor=0.0, plausible_min=0.0, probe=0.0, max_explore=1.0)
     matching = explore(mean, cov, SUPPORTED, 1, config.model_copy(update={"rule": "matching"}))
     auto_without = explore(mean, cov, SUPPORTED, 1, config)
     auto_with = explore(mean, cov, SUPPORTED, 1, config, free_below=1.0)
@@ -63,7 +63,7 @@ def test_traces_move_exploration_below_the_greedy_arm_to_it() -> None:
     """Below the greedy arm, traced requests show the lower arms anyway: matching skips them."""
     mean = np.array([0.59, 0.60, 0.40, 0.40])
     cov = np.diag([1e-4, 1e-4, 1e-4, 1e-4])
-    config = ExplorationConfig(rule="matching", floor=0.0, probe=0.0)
+    config = ExplorationConfig(rule="matching", floor=0.0, probe=0.0, max_explore=1.0)
     untraced = explore(mean, cov, SUPPORTED, 1, config)
     traced = explore(mean, cov, SUPPORTED, 1, config, free_below=1.0)
     assert untraced.pmf[0] > 0.1
