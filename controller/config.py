@@ -112,6 +112,9 @@ class PublishConfig(_Section):
     """When and how policies go out."""
 
     interval_s: Positive = 5.0
+    # Anti-entropy: every policy is sent again this often, changed or not, so a policies
+    # topic lost or recreated under a running daemon heals without a restart.
+    republish_interval_s: Positive = 300.0
     hmac_key: SecretStr | None = None
 
 

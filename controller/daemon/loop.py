@@ -164,6 +164,7 @@ class Daemon:
         self.events_processed = 0
         self.heartbeat_s = monotonic()
         self._next_publish_s = 0.0
+        self._next_republish_s = float("inf")  # set by open
         self._dropped_traces = DroppedTraces(self.metrics)
         # Controlled vs control figures of what this replica learned (/savings, gauges).
         self.outcomes = Outcomes(config, self.metrics)
@@ -257,6 +258,7 @@ class Daemon:
         # Subscribed last: the listener needs the partitions, which need the consumer.
         consumer.subscribe([kafka.events_topic], listener=RebalanceListener(partitions, consumer))
         self._next_publish_s = now_s + self.config.publish.interval_s
+        self._next_republish_s = now_s + self.config.publish.republish_interval_s
         log.info("daemon.started", topic=kafka.events_topic, group_id=kafka.group_id)
         return Connected(consumer, producer, outbox, store, publisher, partitions, checkpointer)
 
@@ -358,6 +360,11 @@ class Daemon:
             state = connected.partitions.owned.get(tp.partition)
             if state is None:
                 continue  # revoked or not yet restored: it will be read again from its checkpoint
+            if batch and batch[0].offset < state.offset:
+                # The log moved back under the partition (topic recreated, consumer reset):
+                # skipping up to state.offset would be silent loss; restore decides instead.
+                connected.partitions.moved_back(state, batch[0].offset)
+                continue
             for message in batch:
                 if message.offset < state.offset:
                     continue
@@ -421,6 +428,11 @@ class Daemon:
             return False
         publisher, partitions = self._connected.publisher, self._connected.partitions
         states = partitions.states()
+        if now_s >= self._next_republish_s:
+            # Only changed policies go out otherwise: a lost topic would never be refilled.
+            self._next_republish_s = now_s + self.config.publish.republish_interval_s
+            for state in states:
+                state.force_publish = True
         policies = publisher.build(
             [(s.core, s.force_publish) for s in states],
             self._wall(),

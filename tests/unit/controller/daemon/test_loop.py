@@ -350,3 +350,29 @@ def test_a_message_without_key_is_dead_lettered_not_learned():
     sample = daemon.metrics.registry.get_sample_value
     assert sample("stopbandit_events_invalid_total", {"reason": "key"}) == 2
     assert sample("stopbandit_interactions_learned_total") == 1
+
+
+def test_every_policy_is_republished_on_the_slow_period_changed_or_not():
+    """Anti-entropy: every republish_interval_s each segment goes out again; a lost topic heals."""
+    journal = Journal()
+    clock = FakeClock()
+    batches = [{0: interaction(0)}, *({} for _ in range(12))]
+    daemon, consumer = make_daemon(
+        batches, journal, clock=clock, publish={"interval_s": 1.0, "republish_interval_s": 10.0}
+    )
+    consumer.on_poll = lambda: setattr(clock, "now_s", clock.now_s + 1.5)
+
+    daemon.run(max_events=2, idle_timeout_s=None)
+    for _ in range(12):  # quiet rounds: nothing changes, only the period forces a round
+        clock.now_s += 1.5
+        daemon.publish()
+
+    sent = [
+        json.loads(v)
+        for t, k, v in daemon._producer.sent
+        if t == "policies" and k == SEGMENT.encode()
+    ]
+    versions = [policy["version"] for policy in sent]
+    assert len(sent) >= 2, "the unchanged policy was never sent again"
+    assert versions == sorted(set(versions))
+    assert {policy["greedy"] for policy in sent} == {sent[0]["greedy"]}
