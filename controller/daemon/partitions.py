@@ -259,6 +259,27 @@ class Partitions:
                 with contextlib.suppress(KeyError):
                     gauge.remove(label)
 
+    def moved_back(self, state: PartitionState, offset: int) -> None:
+        """The consumer returned `offset`, below the partition's own: restore it again.
+
+        The topic was recreated or truncated while the partition was consumed (the
+        consumer's reset went to the log's beginning). Dropped without a checkpoint
+        and restored from the last one, the partition goes through restoring.py's
+        checks: past the log's end, `checkpoint.on_offset_ahead` decides.
+        """
+        tp = TopicPartition(self._topic, state.partition)
+        log.error(
+            "partition.offset_moved_back",
+            partition=state.partition,
+            offset=offset,
+            expected=state.offset,
+            note="the log moved back (topic recreated?): restored again from its checkpoint",
+        )
+        self._consumer.pause(tp)
+        self.drop([tp])
+        self._to_restore.add(state.partition)
+        self._published = False
+
     # -- restore -------------------------------------------------------------------------------
 
     def restore_assigned(self, now_s: float) -> bool:

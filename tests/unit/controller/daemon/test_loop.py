@@ -26,7 +26,9 @@ from stopbandit.controller.daemon.traces import DROPPED_TRACES_LOGGED
 WALL_S = 1_800_000_000.0
 
 
-def make_daemon(batches, journal, *, store=None, clock=None, partitions=(0,), **overrides):
+def make_daemon(
+    batches, journal, *, store=None, clock=None, partitions=(0,), log_offsets=None, **overrides
+):
     """A daemon wired to fakes; returns it and its consumer (created on open)."""
     holder = {}
 
@@ -42,6 +44,7 @@ def make_daemon(batches, journal, *, store=None, clock=None, partitions=(0,), **
         monotonic=clock or FakeClock(),
         wall=lambda: WALL_S,
         check_topics=False,
+        log_offsets=log_offsets,
     )
     daemon.open()
     return daemon, holder["consumer"]
@@ -376,3 +379,61 @@ def test_every_policy_is_republished_on_the_slow_period_changed_or_not():
     assert len(sent) >= 2, "the unchanged policy was never sent again"
     assert versions == sorted(set(versions))
     assert {policy["greedy"] for policy in sent} == {sent[0]["greedy"]}
+
+
+class EndsAt:
+    """LogOffsets of a log whose end a test moves (nothing committed, beginning 0)."""
+
+    def __init__(self, end):
+        self.end = end
+
+    def committed(self, partition):  # noqa: D102, ARG002
+        return None
+
+    def beginning(self, partition):  # noqa: D102, ARG002
+        return 0
+
+    def beyond_end(self, partition, offset):  # noqa: D102, ARG002
+        return self.end if offset > self.end else None
+
+
+def test_a_log_that_moves_back_under_a_partition_is_restored_again_not_skipped():
+    """A topic recreated mid-run: the partition is restored again and refused, not skipped.
+
+    The consumer resets to 0, below the partition's 4; the restore finds the
+    checkpoint past the new log's end (offset_ahead).
+    """
+    journal = Journal()
+    store = FakeStore(journal)
+    first, _ = make_daemon([{0: interaction(1) + interaction(2)}], journal, store=store)
+    first.run(max_events=4)
+    ends = EndsAt(10**9)
+    second, consumer = make_daemon(
+        [{0: interaction(3)}], journal, store=store, log_offsets=lambda _: ends
+    )
+    polls = {"n": 0}
+
+    def on_poll():
+        polls["n"] += 1
+        if polls["n"] == 2:  # restored at 4; now the topic is recreated with 2 events
+            consumer.offsets[0] = 0
+            ends.end = 2
+        if polls["n"] == 6:
+            second.stop()
+
+    consumer.on_poll = on_poll
+    with capture_logs() as logs:
+        second.run()
+
+    kinds = {e["event"]: e for e in logs}
+    assert kinds["partition.offset_moved_back"]["log_level"] == "error"
+    assert (
+        kinds["partition.offset_moved_back"]["offset"],
+        kinds["partition.refused"]["reason"],
+    ) == (
+        0,
+        "offset_ahead",
+    )
+    assert second.events_processed == 0
+    assert (store.saved[0].offset, store.saved[0].state["learner"]["learned"]) == (4, 2)
+    assert not second.ready
