@@ -113,6 +113,33 @@ class TopicSpec:
     compact: bool = False
 
 
+DEFAULT_REPLICATION = 3
+
+
+def replication_factor(config: KafkaConfig, brokers: int) -> int:
+    """The configured factor, or 3 capped at the cluster's size (warned about when capped)."""
+    if config.replication_factor is not None:
+        return config.replication_factor
+    if brokers < DEFAULT_REPLICATION:
+        log.warning(
+            "topics.under_replicated",
+            brokers=brokers,
+            replication_factor=brokers,
+            fix="set kafka.replication_factor, or create the topics (docs/operations.md)",
+        )
+    return max(1, min(DEFAULT_REPLICATION, brokers))
+
+
+def topic_configs(spec: TopicSpec, replicas: int) -> dict[str, str]:
+    """Topic settings: compaction for keyed state; two in-sync copies once there are three."""
+    configs = {"cleanup.policy": "compact"} if spec.compact else {}
+    if replicas >= DEFAULT_REPLICATION:
+        # acks=all then waits for two copies: one broker lost loses no acknowledged write,
+        # and writes go on while it is down.
+        configs["min.insync.replicas"] = "2"
+    return configs
+
+
 def ensure_topics(config: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
     """Check the topics exist; create the missing ones if `create_topics` is set.
 
@@ -130,12 +157,13 @@ def ensure_topics(config: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
             return []
         if not config.create_topics:
             raise MissingTopicsError([spec.name for spec in missing])
+        replicas = replication_factor(config, len(admin.describe_cluster()["brokers"]))
         new_topics = [
             NewTopic(
                 spec.name,
                 num_partitions=spec.partitions,
-                replication_factor=config.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if spec.compact else {},
+                replication_factor=replicas,
+                topic_configs=topic_configs(spec, replicas),
             )
             for spec in missing
         ]
@@ -145,7 +173,7 @@ def ensure_topics(config: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
     finally:
         admin.close()
     created = [spec.name for spec in missing]
-    log.info("topics.created", topics=created)
+    log.info("topics.created", topics=created, replication_factor=replicas)
     return created
 
 

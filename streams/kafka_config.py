@@ -25,7 +25,9 @@ class KafkaConfig(BaseModel):
     client_id: str = "stopbandit"
     create_topics: bool = False
     partitions: Annotated[int, Field(ge=1)] = 6
-    replication_factor: Annotated[int, Field(ge=1)] = 1
+    # Of the topics the daemon creates; None: 3, or every broker of a smaller cluster (with
+    # a warning). Policies and checkpoints are state a restart needs: replicate them.
+    replication_factor: Annotated[int, Field(ge=1)] | None = None
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     # How long one try to reach the cluster may block (kafka-python: 30 s); retries follow
     # with jittered backoff, and a stop request is only seen between tries.

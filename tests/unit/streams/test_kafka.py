@@ -1,4 +1,4 @@
-"""Broker retries: jittered, bounded, and a stop request ends them promptly."""
+"""The broker edge: jittered retries a stop request ends, and the topics the daemon creates."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import itertools
 
 import pytest
 from kafka.errors import KafkaTimeoutError
+from structlog.testing import capture_logs
 
 from stopbandit.streams import kafka as kafka_edge
-from stopbandit.streams.kafka import RETRY_MAX_S, retry_until_up
+from stopbandit.streams.kafka import RETRY_MAX_S, TopicSpec, ensure_topics, retry_until_up
+from stopbandit.streams.kafka_config import KafkaConfig
 
 
 class _Clock:
@@ -84,3 +86,58 @@ def test_a_stop_request_ends_the_retries_with_the_last_error(clock: _Clock) -> N
     with pytest.raises(KafkaTimeoutError):
         retry_until_up("x", action, monotonic=clock.monotonic, stopping=stopping)  # type: ignore[arg-type]
     assert clock.now_s < stop_at_s + 0.1 + 1e-9
+
+
+class _Admin:
+    """The admin calls ensure_topics makes, on a cluster of `brokers` with no topics."""
+
+    def __init__(self, brokers: int) -> None:
+        self.brokers = brokers
+        self.created: list[object] = []
+
+    def list_topics(self) -> list[str]:
+        return []
+
+    def describe_cluster(self) -> dict[str, list[dict[str, int]]]:
+        return {"brokers": [{"broker_id": i} for i in range(self.brokers)]}
+
+    def create_topics(self, topics: list[object], **_: object) -> None:
+        self.created += topics
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("brokers", "configured", "replicas", "warned"),
+    [
+        (1, None, 1, True),
+        (2, None, 2, True),
+        (3, None, 3, False),
+        (5, None, 3, False),
+        (5, 5, 5, False),
+    ],
+)
+def test_created_topics_are_replicated_three_ways_or_by_every_broker_of_a_smaller_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+    brokers: int,
+    configured: int | None,
+    replicas: int,
+    warned: bool,
+) -> None:
+    """Default 3 (capped at the cluster, with a warning); compacted state; min.insync 2 at 3+."""
+    admin = _Admin(brokers)
+    monkeypatch.setattr(kafka_edge, "KafkaAdminClient", lambda **_: admin)
+    config = KafkaConfig(create_topics=True, replication_factor=configured)
+    with capture_logs() as logs:
+        created = ensure_topics(
+            config, [TopicSpec("events", 6), TopicSpec("policies", 1, compact=True)]
+        )
+    assert created == ["events", "policies"]
+    events, policies = admin.created
+    assert (events.replication_factor, policies.replication_factor) == (replicas, replicas)  # type: ignore[attr-defined]
+    assert policies.topic_configs["cleanup.policy"] == "compact"  # type: ignore[attr-defined]
+    assert "cleanup.policy" not in events.topic_configs  # type: ignore[attr-defined]
+    insync = policies.topic_configs.get("min.insync.replicas")  # type: ignore[attr-defined]
+    assert insync == ("2" if replicas >= 3 else None)
+    assert any(e["event"] == "topics.under_replicated" for e in logs) == warned
