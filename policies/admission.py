@@ -37,8 +37,9 @@ VERSIONS_PER_S = 1_000_000
 # floor, which takes more than a million policies a second. Also the longest a forged
 # version can shut out a node without a key.
 DEFAULT_MAX_VERSION_AHEAD_S = 3_600.0
-# How old a signed policy may be on arrival. The daemon republishes what it holds
-# (a restart or rebalance forces a round) far more often than weekly; a week also covers a
+# How old a signed policy may be on arrival. The daemon issues every policy anew, with a
+# new version and `issued_at`, every `publish.republish_interval_s` (300 s by default) even
+# when unchanged, so a live controller's policies are minutes old; a week also covers a
 # controller down over a long weekend. A node that gets no fresh policy uses `*` or its
 # fallback, the reference arm, which costs tokens but never accuracy.
 DEFAULT_MAX_POLICY_AGE_S = 7 * 86_400.0
