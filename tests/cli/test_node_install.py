@@ -137,3 +137,23 @@ def test_the_command_line_names_the_controller_extra(node_venv: Path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "pip install 'stopbandit[controller]'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["deer_confidence_node.py"], ["openai_budget_node.py", "--help"]],
+    ids=["deer", "openai-budget"],
+)
+def test_the_examples_run_on_the_base_install(node_venv: Path, argv: list[str]):
+    """The integration guide's examples need nothing beyond `pip install stopbandit`."""
+    script, *rest = argv
+    result = subprocess.run(
+        [str(node_venv / "bin" / "python"), str(ROOT / "examples" / script), *rest],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=node_venv,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
