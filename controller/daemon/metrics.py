@@ -105,6 +105,13 @@ class Metrics:
             ["segment"],
             registry=r,
         )
+        self.exploration_share = Gauge(
+            "stopbandit_exploration_share",
+            "Share of the segment's requests its current policy draws off the greedy arm "
+            "(1 - pmf[greedy]; at most exploration.max_explore), per segment.",
+            ["segment"],
+            registry=r,
+        )
         self.checkpoint_refused = Gauge(
             "stopbandit_checkpoint_refused",
             "1 while the partition is refused (paused, the replica not ready) because its "

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from stopbandit.controller.core import fallback_beliefs, policy_builder, reward_weights
-from stopbandit.policies.builder import PolicyBook
+from stopbandit.policies.builder import PolicyBook, exploration_share
 from stopbandit.policies.signing import canonical_json, sign
 from stopbandit.streams.events import FALLBACK_SEGMENT, Policy
 from stopbandit.streams.kafka import Message, Outbox
@@ -132,6 +132,7 @@ class Publisher:
             # /policies serves them signed as on the topic, so keyed nodes can verify them.
             self.current[policy.segment] = self._in_flight.pop((policy.segment, policy.version))
             self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
+            self._metrics.exploration_share.labels(policy.segment).set(exploration_share(policy))
             self._metrics.policy_version.labels(policy.segment).set(policy.version)
         # A failed round's policies are built again (forced), never delivered as they were.
         self._in_flight.clear()
