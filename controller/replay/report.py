@@ -32,6 +32,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from stopbandit.controller.replay.document import lead_and_others, traced
+from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -150,7 +151,7 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
             ax.legend(fontsize=7)
         ax.set_xticks(positions, [p["name"].removeprefix("fixed:") for p in fixed], fontsize=6)
         ax.set_title(segment, fontsize=8)
-        ax.set_xlabel("threshold", fontsize=7)
+        ax.set_xlabel(_arm_noun(document), fontsize=7)
         ax.set_ylabel("reward", fontsize=7)
         ax.tick_params(labelsize=6)
     figure.suptitle(
@@ -159,6 +160,11 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _arm_noun(document: dict[str, Any]) -> str:
+    # The document has the arms, not the knob; arms above 1 can only be token budgets.
+    return "budget" if max(document["settings"]["arms"], default=0.0) > 1.0 else "threshold"
 
 
 def _plot_direct(ax: Axes, policies: list[dict[str, Any]], name: str, label: str) -> None:
@@ -256,7 +262,11 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
     ]
     for segment, entry in document["segments"].items():
         learned = entry.get("learned") or {}
-        greedy = f"; learned greedy threshold {learned['greedy']:g}" if learned else ""
+        greedy = (
+            f"; learned greedy {_arm_noun(document)} {arm_label(learned['greedy'])}"
+            if learned
+            else ""
+        )
         sections.append(
             f"<h2>{html.escape(segment)}</h2><p>{entry['n']:,} interactions{greedy}</p>"
         )

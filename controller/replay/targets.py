@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from stopbandit.controller.config import RewardConfig
+from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -121,7 +122,7 @@ def fixed_targets(log: ReplayLog) -> list[Target]:
         arms = np.full(len(log.segments), k, dtype=np.int64)
         targets.append(
             Target(
-                name=f"fixed:{threshold:g}",
+                name=f"fixed:{arm_label(threshold)}",
                 kind="fixed",
                 pmf=one_hot_by_segment(log, arms),
                 greedy=dict.fromkeys(log.segments, threshold),
