@@ -17,6 +17,13 @@ from stopbandit.controller.commands import UsageError
 from stopbandit.controller.config import load_config
 from stopbandit.controller.logs import configure_logging
 from stopbandit.controller.ope.registry import ESTIMATORS
+from stopbandit.controller.replay.calibrate import (
+    Calibration,
+    add_target_argument,
+    calibrate_log,
+    parse_target,
+    summary_lines,
+)
 from stopbandit.controller.replay.document import build_document, lead_and_others, traced
 from stopbandit.controller.replay.evaluate import DEFAULT_FOLDS, evaluate
 from stopbandit.controller.replay.feed import DEFAULT_PUBLISH_EVERY, replay
@@ -29,6 +36,7 @@ from stopbandit.controller.replay.targets import (
     sweep_targets,
 )
 from stopbandit.controller.replay.warm_start import export_checkpoints
+from stopbandit.streams.arms import arm_label
 from stopbandit.streams.kafka import client_settings
 
 if TYPE_CHECKING:
@@ -36,8 +44,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from stopbandit.controller.config import StopbanditConfig
-    from stopbandit.controller.replay.feed import RawEvent
+    from stopbandit.controller.replay.feed import RawEvent, ReplayLog
     from stopbandit.controller.replay.sources import TopicRange
+    from stopbandit.controller.replay.targets import Target
     from stopbandit.streams.files import LogDamage
 
 _PROGRESS_EVERY = 5000
@@ -73,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FIELD=START:STOP:POINTS",
         help="sweep a reward weight, e.g. token_cost_per_1k=0.005:0.05:10",
     )
+    add_target_argument(parser)
     parser.add_argument(
         "--export-checkpoint", type=Path, metavar="DIR", help="write warm-start checkpoints"
     )
@@ -124,6 +134,7 @@ def _check(args: argparse.Namespace) -> Sweep | None:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     try:
+        _ = parse_target(args.target) if args.target else None
         return Sweep.parse(args.sweep) if args.sweep else None
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -186,8 +197,15 @@ def run(args: argparse.Namespace) -> int:
         targets.append(learned_target(log))
         if sweep is not None:
             targets.extend(sweep_targets(log, sweep))
+    calibration = _calibrated(args, log, targets)
     evaluation = evaluate(
-        log, targets, config.reward, n_folds=args.folds, seed=args.seed, confidence=args.confidence
+        log,
+        targets,
+        config.reward,
+        n_folds=args.folds,
+        seed=args.seed,
+        confidence=args.confidence,
+        settings=config.replay,
     )
     document = build_document(
         log,
@@ -200,9 +218,12 @@ def run(args: argparse.Namespace) -> int:
         fold_seed=args.seed,
         confidence=args.confidence,
         sweep=sweep,
+        settings=config.replay,
+        guardrail=config.guardrail,
     )
     if damaged:
         document["input"]["damaged"] = [vars(damage) for damage in damaged]
+    document["target"] = calibration.to_json() if calibration is not None else None
     if args.export_checkpoint and log.core is not None:
         files = export_checkpoints(
             log.core,
@@ -226,7 +247,22 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_summary(document)
+        _print_target(calibration)
     return 0
+
+
+def _calibrated(
+    args: argparse.Namespace, log: ReplayLog, targets: list[Target]
+) -> Calibration | None:
+    """`--target`: the calibrated λ (replay/calibrate.py); its policy joins the targets."""
+    if not args.target:
+        return None
+    try:
+        calibration = calibrate_log(log, args.target)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    targets.append(calibration.as_target(log))
+    return calibration
 
 
 class _Progress:
@@ -281,6 +317,8 @@ def _interval(policy: dict[str, Any], key: str, digits: int) -> str:
         return "n/a"
     if low is None or high is None:
         return f"{value:.{digits}f}"
+    if policy.get("interval") == "bounds":  # partially identified: the bounds, no point
+        return f"[{low:.{digits}f}, {high:.{digits}f}]"
     return f"{value:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
 
@@ -293,6 +331,7 @@ def print_summary(document: dict[str, Any]) -> None:
     observed, and for a fixed threshold its count of direct observations.
     """
     console = Console()
+    print_recommendation(console, document)
     source = document["input"]
     invalid = sum(source["invalid"].values())
     console.print(
@@ -330,15 +369,21 @@ def print_summary(document: dict[str, Any]) -> None:
             "?" if lead["support"] is None else f"{lead['support']:.0%}",
             *((_observed(lead),) if with_traces else ()),
         )
-        notes.extend(f"{name}: {warning}" for warning in lead["warnings"][:2])
+        notes.extend(_ranked_notes(name, lead, _shown(document)))
     console.print(table)
     for note in notes:
         console.print(f"[yellow]![/yellow] {note}", highlight=False)
     learned = document["learned"]
     if learned is not None:
-        segments = Table("segment", "interactions", "learned greedy threshold")
+        # Arms above 1 can only be token budgets: those read as integers.
+        budgets = max(document["settings"]["arms"], default=0.0) > 1.0
+        segments = Table(
+            "segment", "interactions", f"learned greedy {'budget' if budgets else 'threshold'}"
+        )
         for segment, entry in document["segments"].items():
-            segments.add_row(segment, f"{entry['n']:,}", f"{learned['greedy'].get(segment, '')}")
+            greedy = learned["greedy"].get(segment, "")
+            shown = arm_label(greedy) if budgets and greedy != "" else f"{greedy}"
+            segments.add_row(segment, f"{entry['n']:,}", shown)
         console.print(segments)
     if document["checkpoint"] is not None:
         console.print(f"warm-start checkpoints: {', '.join(document['checkpoint']['files'])}")
@@ -353,3 +398,50 @@ def _observed(policy: dict[str, Any]) -> str:
 
 def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _print_target(calibration: Calibration | None) -> None:
+    console = Console()
+    for line in summary_lines(calibration) if calibration is not None else []:
+        console.print(line, highlight=False)
+
+
+def _shown(document: dict[str, Any]) -> int:
+    return int(document["settings"].get("replay", {}).get("warnings_shown", 3))
+
+
+def _ranked_notes(name: str, policy: dict[str, Any], limit: int) -> list[str]:
+    # The warnings come ranked (largest share of the target's mass first): the first few,
+    # then how many more the JSON document holds.
+    warnings = policy["warnings"]
+    notes = [f"{name}: {warning}" for warning in warnings[:limit]]
+    if len(warnings) > limit:
+        notes.append(f"{name}: {len(warnings) - limit} more warnings (--json lists them all)")
+    return notes
+
+
+def _recommended(found: dict[str, Any]) -> str:
+    if found["policy"] is None:
+        return str(found["reason"])
+    kind = "bounds" if found["interval"] == "bounds" else "interval"
+
+    def triple(key: str, digits: int) -> str:
+        value, low, high = found[key]
+        if value is None:
+            return "n/a"
+        return f"{value:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
+
+    return (
+        f"[bold]{found['policy']}[/bold]: reward {triple('reward', 3)}, EM {triple('em', 3)}, "
+        f"tokens {triple('tokens', 0)} ({kind}, {found['estimator']}); {found['reason']}"
+    )
+
+
+def print_recommendation(console: Console, document: dict[str, Any]) -> None:
+    """The opening lines: what to deploy, and what each sweep point would deploy."""
+    found = document.get("recommendation")
+    if found is None:
+        return
+    console.print(f"[bold]recommendation[/bold]: {_recommended(found)}", highlight=False)
+    for point in document.get("sweep_recommendations", []):
+        console.print(f"  at {point['label']}: {_recommended(point)}", highlight=False)
