@@ -168,3 +168,48 @@ def test_contract_names_every_field_of_the_wire_models(model: type[BaseModel], s
     wire = {name for name, info in model.model_fields.items() if not info.exclude}
     missing = sorted(wire - documented)
     assert not missing, f"{model.__name__} fields missing from '## {section}': {missing}"
+
+
+# The contract may carry what SCHEMA.md lacks only where a node that ignores it stays correct:
+# an optional field whose rule says so first (`control`, for one).
+ADDITIVE_RULE = re.compile(r"^optional \(additive\b")
+
+
+@needs_schema
+def test_every_field_of_the_contract_is_in_the_schema_or_marked_additive():
+    """The reverse direction: no field name of the contract's tables is unknown to SCHEMA.md.
+
+    A name SCHEMA.md's tables lack is allowed only in a row whose rule starts
+    with "optional (additive": a node written from SCHEMA.md alone ignores it.
+    """
+    schema_names = _field_names(SCHEMA.read_text())
+    extra = {
+        name
+        for row in _table_rows(CONTRACT.read_text())
+        if not any(ADDITIVE_RULE.match(cell) for cell in row[1:])
+        for name in _field_names(" | ".join(("", *row, "")))
+    } - schema_names
+    assert not extra, f"fields of {CONTRACT.name} that SCHEMA.md does not have: {sorted(extra)}"
+
+
+@needs_schema
+def test_every_rule_of_the_contract_is_a_schema_rule_or_marked_additive():
+    """Each table row of the contract is a row of SCHEMA.md, or an additive optional field."""
+    schema_rows = set(_table_rows(SCHEMA.read_text()))
+    changed = [
+        " | ".join(row)
+        for row in _table_rows(CONTRACT.read_text())
+        if row not in schema_rows and not any(ADDITIVE_RULE.match(cell) for cell in row[1:])
+    ]
+    assert not changed, f"rows of {CONTRACT.name} not in SCHEMA.md:\n" + "\n".join(changed)
+
+
+def test_the_additive_marker_is_read_from_the_rule_cell():
+    """The marker must open a rule cell: a field merely mentioning 'additive' is not one."""
+    text = (
+        "| field | rule |\n| --- | --- |\n"
+        "| control | optional (additive; ignored by old nodes): ... |\n"
+        "| other | required; not additive |\n"
+    )
+    marked = [row[0] for row in _table_rows(text) if any(ADDITIVE_RULE.match(c) for c in row[1:])]
+    assert marked == ["control"]
