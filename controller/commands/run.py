@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the controller daemon against Kafka",
         description=(
             "Consume decision and outcome events, join and learn per partition, publish "
-            "policies, checkpoint; serve /metrics, /healthz, /readyz and /policies."
+            "policies, checkpoint; serve /metrics, /healthz, /readyz, /policies and /savings."
         ),
     )
     parser.add_argument("--config", type=Path, help="controller config YAML")
