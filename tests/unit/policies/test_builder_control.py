@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stopbandit.controller.config import load_config
 from stopbandit.controller.core import ControllerCore, policy_builder
-from stopbandit.streams.events import FALLBACK_SEGMENT, ControlGroup
+from stopbandit.policies.client import PolicyClient
+from stopbandit.policies.sampling import in_control
+from stopbandit.streams.events import FALLBACK_SEGMENT, ControlGroup, Outcome
 
 
 def test_policies_carry_the_control_group_of_the_config() -> None:
@@ -36,3 +40,31 @@ def test_a_changed_control_group_is_issued_even_when_the_pmf_is_not() -> None:
     assert new.pmf == old.pmf
     assert new.control == ControlGroup(fraction=0.05, arm=1.0)
     assert new.version > old.version
+
+
+def test_control_group_outcomes_teach_the_control_arm() -> None:
+    """Requests served in the control group are learned as observations of the control arm.
+
+    Every member is served at 1.0 and every decision at 1.0 is learned there,
+    with the probability of the whole rule it was logged with.
+    """
+    config = load_config(None, default_arm=0.95, control={"fraction": 0.2})
+    core = ControllerCore(config)
+    (fallback,) = core.build_policies(1.0, force=True)
+    client = PolicyClient(fallback_threshold=0.95)
+    client.apply(fallback)
+    at_reference = members = 0
+    for i in range(500):
+        rid = f"r-{i}"
+        decision = client.choose(rid, "seg").decision(rid, "seg", 10.0 + i)
+        if in_control(rid, 0.2):
+            members += 1
+            assert decision.threshold == 1.0
+            assert decision.probability == 0.2 + 0.8 * fallback.pmf[-1]
+        at_reference += decision.threshold == 1.0
+        core.offer(decision, 10.0 + i)
+        outcome = Outcome(v=1, request_id=rid, ts=11.0 + i, segment="seg", em=1.0, tokens=100)
+        core.offer(outcome, 11.0 + i)
+    learned = core.learner.estimates("seg").n[config.arm_index(1.0)]
+    assert learned == pytest.approx(at_reference, rel=0.01)
+    assert 60 < members <= at_reference
