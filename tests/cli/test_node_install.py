@@ -10,6 +10,7 @@ in one line which extra to install instead of a traceback.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,12 @@ CONTROLLER_DISTRIBUTIONS = {
     "rich": "rich",
 }
 
+# How setuptools words them: "BuildBackendWarning: `project.license` as a TOML table is deprecated"
+# (older releases: SetuptoolsDeprecationWarning).
+DEPRECATION = re.compile(
+    r"^.*(?:Warning: .*\bdeprecated\b|SetuptoolsDeprecationWarning).*$", re.MULTILINE
+)
+
 PROBE = textwrap.dedent(
     """
     import importlib, importlib.metadata, importlib.util, json, re, sys
@@ -76,15 +83,17 @@ def node_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+        # -v: pip shows the build backend's output, where setuptools prints its deprecations.
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-v", str(source)],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    # The build backend's deprecations (project.license as a table) are gone.
-    assert "SetuptoolsDeprecationWarning" not in result.stderr, result.stderr
+    # The build backend's deprecations (setuptools 77+: project.license as a table) are gone.
+    deprecations = DEPRECATION.findall(result.stdout + result.stderr)
+    assert not deprecations, deprecations
     return venv
 
 
