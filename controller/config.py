@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from stopbandit.controller.config_env import unknown_env_names
+from stopbandit.controller.replay.settings import ReplaySettings
 from stopbandit.policies.exploration import ExplorationConfig
 from stopbandit.policies.guardrail import GuardrailConfig
 from stopbandit.streams.arms import DEFAULT_KNOB, Arms, Knob, arm_problem, reference_arm
@@ -262,6 +263,7 @@ class StopbanditConfig(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    replay: ReplaySettings = ReplaySettings()
     # Target mode: off unless a target is set (controller.targets).
     target: TargetConfig = TargetConfig()
     control: ControlConfig = ControlConfig()

@@ -45,8 +45,14 @@ def target_probability(values: NDArray[Any]) -> NDArray[np.float64]:
     return array
 
 
-def target_pmf(values: NDArray[Any], name: str = "target_pmf") -> NDArray[np.float64]:
-    """Return an n x K matrix whose rows are pmfs over the arms."""
+def target_pmf(
+    values: NDArray[Any], name: str = "target_pmf", *, partial: bool = False
+) -> NDArray[np.float64]:
+    """Return an n x K matrix whose rows are pmfs over the arms.
+
+    With `partial`, a row may sum to less than 1: the part of a pmf on the
+    arms whose outcomes the log identifies (`controller.ope.bounds`).
+    """
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:  # noqa: PLR2004
         raise ValueError(f"{name} must be a non-empty n x K matrix, got shape {array.shape}")
@@ -54,7 +60,11 @@ def target_pmf(values: NDArray[Any], name: str = "target_pmf") -> NDArray[np.flo
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     if np.any(array < 0.0) or np.any(array > 1.0):
         raise ValueError(f"{name} entries must be in [0, 1]")
-    if np.any(np.abs(array.sum(axis=1) - 1.0) > PMF_TOLERANCE):
+    sums = array.sum(axis=1)
+    if partial:
+        if np.any(sums > 1.0 + PMF_TOLERANCE):
+            raise ValueError(f"{name} rows must sum to at most 1 (within {PMF_TOLERANCE})")
+    elif np.any(np.abs(sums - 1.0) > PMF_TOLERANCE):
         raise ValueError(f"{name} rows must sum to 1 (within {PMF_TOLERANCE})")
     return array
 

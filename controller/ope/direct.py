@@ -56,6 +56,7 @@ def direct(
     *,
     confidence: float = 0.95,
     min_observations: int = MIN_OBSERVATIONS,
+    partial: bool = False,
 ) -> Estimate:
     """The direct estimate of E_π[y] of the module docstring, with its Wald interval.
 
@@ -66,6 +67,7 @@ def direct(
         group: Group (segment) index per row, shape (n,): the strata.
         confidence: Nominal coverage of the interval.
         min_observations: Warn about a cell the target plays with fewer observations.
+        partial: Rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Returns:
         The estimate (NaN where a played cell was never observed) and its diagnostics.
@@ -73,7 +75,7 @@ def direct(
     Raises:
         ValueError: On inconsistent shapes or non-finite observed outcomes.
     """
-    pmf = _checks.target_pmf(target_pmf)
+    pmf = _checks.target_pmf(target_pmf, partial=partial)
     n, n_arms = pmf.shape
     seen = _checks.observed(observed, pmf.shape)
     values = np.where(seen, _checks.observed_values("y", y, seen), 0.0)
@@ -142,4 +144,11 @@ def direct_from_rows(rows: Rows) -> Estimate:
     graph = rows.graph
     if rows.target_pmf is None or graph is None:
         raise ValueError("the direct estimate needs the target pmf and the rows' observations")
-    return direct(rows.target_pmf, graph.observed, graph.y, graph.group, confidence=rows.confidence)
+    return direct(
+        rows.target_pmf,
+        graph.observed,
+        graph.y,
+        graph.group,
+        confidence=rows.confidence,
+        partial=rows.partial,
+    )

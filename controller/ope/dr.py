@@ -33,6 +33,8 @@ def dr_terms(
     logged_probability: NDArray[np.float64],
     y: NDArray[np.float64],
     q_hat: NDArray[np.float64],
+    *,
+    partial: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The two per-row parts of DR: direct term and weighted residual.
 
@@ -42,12 +44,13 @@ def dr_terms(
         logged_probability: p_i, shape (n,), in (0, 1].
         y: Outcome per row, shape (n,), finite.
         q_hat: Reward model predictions q̂(x_i, a), shape (n, K), finite.
+        partial: Rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Returns:
         (direct, correction), each shape (n,): direct_i = Σ_a π(a|x_i) q̂(x_i, a)
         and correction_i = w_i (y_i - q̂(x_i, a_i)); their sum is the DR term.
     """
-    pmf = _checks.target_pmf(target_pmf)
+    pmf = _checks.target_pmf(target_pmf, partial=partial)
     arms = _checks.indices("arm", arm, pmf.shape[1])
     logged = _checks.logged_probability(logged_probability)
     outcome = _checks.vector("y", y)
@@ -82,7 +85,12 @@ def dr_from_rows(rows: Rows) -> Estimate:
     if rows.target_pmf is None or rows.q_hat is None:
         raise ValueError("DR needs the target pmf and a reward model (q_hat)")
     direct, correction = dr_terms(
-        rows.target_pmf, rows.arm, rows.logged_probability, rows.y, rows.q_hat
+        rows.target_pmf,
+        rows.arm,
+        rows.logged_probability,
+        rows.y,
+        rows.q_hat,
+        partial=rows.partial,
     )
     return intervals.wald_estimate(
         direct + correction,

@@ -21,7 +21,12 @@ class Estimate:
         warnings: Short, human-readable reasons to distrust the estimate
             (missing support, low effective sample size); empty when none.
         estimator: Which estimator produced it: "ips", "snips", "dr" (its registered name).
-        interval: How the interval was computed, e.g. "wald" or "wald-delta".
+        interval: How the interval was computed, e.g. "wald" or "wald-delta";
+            "bounds" when part of the target is only partially identified
+            (`controller.ope.bounds`): then (ci_low, ci_high) are bounds and
+            value is their midpoint, not a point estimate.
+        identified: Share of the target's mass on arms with adequate support,
+            estimated as usual; the rest is bounded. 1 for an ordinary estimate.
     """
 
     value: float
@@ -35,3 +40,4 @@ class Estimate:
     warnings: tuple[str, ...]
     estimator: str
     interval: str
+    identified: float = 1.0

@@ -127,13 +127,17 @@ def graph_weights(
     target_pmf: NDArray[np.float64],
     observed: NDArray[np.bool_],
     propensity: NDArray[np.float64],
+    *,
+    partial: bool = False,
 ) -> NDArray[np.float64]:
     """W_ib = π(b|x_i) 1[i observed b] / P_i(b), 0 where unobserved or P is unknown.
+
+    With `partial`, rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Raises:
         ValueError: On shapes that differ or a chance out of (0, 1] where observed.
     """
-    pmf = _checks.target_pmf(target_pmf)
+    pmf = _checks.target_pmf(target_pmf, partial=partial)
     seen = _checks.observed(observed, pmf.shape)
     chance = _checks.observation_propensity(propensity, seen)
     weighted = seen & ~np.isnan(chance)
@@ -193,6 +197,7 @@ def ips_graph(
     group: NDArray[np.int64] | None = None,
     confidence: float = 0.95,
     notes: tuple[str, ...] = (),
+    partial: bool = False,
 ) -> Estimate:
     """Graph IPS of E_π[y]: (1/n) Σ_i Σ_b π(b|x_i) 1[i observed b] y_ib / P_i(b), Wald interval.
 
@@ -204,6 +209,7 @@ def ips_graph(
         group: Optional group (segment) index per row, for support warnings.
         confidence: Nominal coverage of the interval.
         notes: Warnings to carry (about the traces).
+        partial: Rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Returns:
         The estimate; ESS and max weight are those of the row weights W_i.
@@ -211,7 +217,7 @@ def ips_graph(
     Raises:
         ValueError: On inconsistent shapes or values out of range.
     """
-    weights = graph_weights(target_pmf, observed, propensity)
+    weights = graph_weights(target_pmf, observed, propensity, partial=partial)
     seen = np.asarray(observed)
     values = np.where(seen, _checks.observed_values("y", y, seen), 0.0)
     terms = (weights * values).sum(axis=1)
@@ -236,6 +242,7 @@ def dr_graph(
     group: NDArray[np.int64] | None = None,
     confidence: float = 0.95,
     notes: tuple[str, ...] = (),
+    partial: bool = False,
 ) -> Estimate:
     """Graph DR of E_π[y]: q̂'s value of π plus graph IPS of the residuals, Wald interval.
 
@@ -248,6 +255,7 @@ def dr_graph(
         group: Optional group (segment) index per row, for support warnings.
         confidence: Nominal coverage of the interval.
         notes: Warnings to carry (about the traces).
+        partial: Rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Returns:
         The estimate; ESS and max weight are those of the row weights W_i.
@@ -255,7 +263,7 @@ def dr_graph(
     Raises:
         ValueError: On inconsistent shapes or values out of range.
     """
-    weights = graph_weights(target_pmf, observed, propensity)
+    weights = graph_weights(target_pmf, observed, propensity, partial=partial)
     pmf = np.asarray(target_pmf, dtype=np.float64)
     seen = np.asarray(observed)
     values = _checks.observed_values("y", y, seen)
@@ -286,6 +294,7 @@ def ips_graph_from_rows(rows: Rows) -> Estimate:
         group=graph.group,
         confidence=rows.confidence,
         notes=graph.notes,
+        partial=rows.partial,
     )
 
 
@@ -307,4 +316,5 @@ def dr_graph_from_rows(rows: Rows) -> Estimate:
         group=graph.group,
         confidence=rows.confidence,
         notes=graph.notes,
+        partial=rows.partial,
     )

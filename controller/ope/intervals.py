@@ -131,6 +131,8 @@ def support_warnings(
     target_pmf: NDArray[np.float64],
     arm: NDArray[np.int64],
     group: NDArray[np.int64] | None = None,
+    *,
+    partial: bool = False,
 ) -> tuple[str, ...]:
     """Warnings for arms the target policy plays but the log never played.
 
@@ -142,13 +144,14 @@ def support_warnings(
         target_pmf: π(·|x_i), shape (n, K), rows summing to 1.
         arm: Logged arm index of each row, shape (n,), in [0, K).
         group: Group (segment) index of each row, shape (n,); one group if None.
+        partial: Rows of target_pmf may sum to less than 1 (`Rows.partial`).
 
     Returns:
         One warning per (group, arm) cell with positive target mass and no
         logged row, giving the target's average probability of that arm in
         the group.
     """
-    pmf = _checks.target_pmf(target_pmf)
+    pmf = _checks.target_pmf(target_pmf, partial=partial)
     n, n_arms = pmf.shape
     arms = _checks.indices("arm", arm, n_arms)
     groups = np.zeros(n, np.int64) if group is None else _checks.indices("group", group)
@@ -175,15 +178,17 @@ def diagnose(
     group: NDArray[np.int64] | None = None,
     min_ess: float = MIN_ESS,
     min_ess_fraction: float = MIN_ESS_FRACTION,
+    partial: bool = False,
 ) -> tuple[str, ...]:
     """All warnings for one estimate: weight warnings, then support warnings.
 
     Support can only be checked when the whole target pmf and the logged arms
-    are known; without them only the weights are checked.
+    are known; without them only the weights are checked. With `partial` the
+    pmf is the identified part of a target (`Rows.partial`).
     """
     found = weight_warnings(weights, min_ess, min_ess_fraction)
     if target_pmf is not None and arm is not None:
-        found += support_warnings(target_pmf, arm, group)
+        found += support_warnings(target_pmf, arm, group, partial=partial)
     return found
 
 

@@ -57,6 +57,12 @@ class Estimator:
             (`Rows.graph`); computed only for logs that carry counterfactual traces.
         primary_with_traces: The estimator leading on a log with traces; at
             most one per registry (the primary leads when none is).
+        needs_row_support: It weights each row, so it misses a row whose
+            logging pmf could not draw (or observe) the target's arm however
+            well the arm is observed elsewhere; replay bounds that mass for it
+            (`controller.replay.support`). DR counts too: its reward model
+            would fill such a row, but from a handful of the cell's other rows
+            chosen by an adaptive logger, with an error its interval omits.
     """
 
     name: str
@@ -68,6 +74,7 @@ class Estimator:
     primary: bool = False
     needs_traces: bool = False
     primary_with_traces: bool = False
+    needs_row_support: bool = False
 
 
 class Registry:
@@ -168,10 +175,22 @@ class Registry:
 
 ESTIMATORS = Registry()
 ESTIMATORS.register(
-    Estimator("ips", "IPS", ips_from_rows, "inverse propensity scoring: (1/n) Σ w_i y_i")
+    Estimator(
+        "ips",
+        "IPS",
+        ips_from_rows,
+        "inverse propensity scoring: (1/n) Σ w_i y_i",
+        needs_row_support=True,
+    )
 )
 ESTIMATORS.register(
-    Estimator("snips", "SNIPS", snips_from_rows, "self-normalised IPS: Σ w_i y_i / Σ w_i")
+    Estimator(
+        "snips",
+        "SNIPS",
+        snips_from_rows,
+        "self-normalised IPS: Σ w_i y_i / Σ w_i",
+        needs_row_support=True,
+    )
 )
 ESTIMATORS.register(
     Estimator(
@@ -182,6 +201,7 @@ ESTIMATORS.register(
         needs_target_pmf=True,
         needs_reward_model=True,
         primary=True,
+        needs_row_support=True,
     )
 )
 ESTIMATORS.register(
@@ -192,6 +212,7 @@ ESTIMATORS.register(
         "graph IPS: every arm a request observed, weighted by its chance of being observed",
         needs_target_pmf=True,
         needs_traces=True,
+        needs_row_support=True,
     )
 )
 ESTIMATORS.register(
@@ -204,6 +225,7 @@ ESTIMATORS.register(
         needs_reward_model=True,
         needs_traces=True,
         primary_with_traces=True,
+        needs_row_support=True,
     )
 )
 ESTIMATORS.register(

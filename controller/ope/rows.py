@@ -64,6 +64,10 @@ class Rows:
         q_hat: Cross-fitted reward model q̂(x_i, a), shape (n, K); None when no
             registered estimator needs one.
         graph: What each row observed at every arm; None on a log without traces.
+        partial: `target_pmf` (and `target_probability`) hold only the part of
+            the target on identified arms, rows summing to at most 1: the
+            estimate is of that part, Σ_b π(b|x) E[y|x, b] over those arms
+            (`controller.ope.bounds` adds the rest as bounds).
     """
 
     arm: NDArray[np.int64]
@@ -76,3 +80,4 @@ class Rows:
     target_pmf: NDArray[np.float64] | None = None
     q_hat: NDArray[np.float64] | None = None
     graph: Graph | None = None
+    partial: bool = False

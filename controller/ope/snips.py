@@ -107,9 +107,20 @@ def snips_from_rows(rows: Rows) -> Estimate:
         rows: The target's probabilities, outcome and diagnostics.
 
     Returns:
-        `snips` of the rows, its warnings replaced by `rows.warnings`.
+        `snips` of the rows, its warnings replaced by `rows.warnings`. For a
+        partial target (`Rows.partial`) holding mass m = (1/n) Σ_i Σ_b π(b|x_i)
+        the ratio estimates the mean over that mass, so the part is m times it.
     """
     estimate = snips(
         rows.target_probability, rows.logged_probability, rows.y, confidence=rows.confidence
     )
+    if rows.partial and rows.target_pmf is not None:
+        mass = float(rows.target_pmf.sum(axis=1).mean())
+        estimate = replace(
+            estimate,
+            value=mass * estimate.value,
+            ci_low=mass * estimate.ci_low,
+            ci_high=mass * estimate.ci_high,
+            std_error=mass * estimate.std_error,
+        )
     return replace(estimate, warnings=rows.warnings)

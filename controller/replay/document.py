@@ -13,11 +13,22 @@ Layout (every number a float, NaN and infinities as null):
                             "learned": {"greedy", "pmf", "em", "tokens", "n", "reward"} | null}},
      "learned": {"greedy": {segment: threshold}} | null,
      "sweep": [{"name", "field", "value", "reward_weights", "greedy": {segment: threshold}}],
-     "checkpoint": {"files": [...], "format": "controller.daemon.checkpoint_stores v1"} | null}
+     "checkpoint": {"files": [...], "format": "controller.daemon.checkpoint_stores v1"} | null,
+     "recommendation": <recommendation>,
+     "sweep_recommendations": [<recommendation> + {"name", "label"}, ...]}
+
+<recommendation> (`controller.replay.recommend`) is the best policy whose
+reward's lower bound beats the logged policy under the configured weights
+and guardrail (`policy` null: keep the logged policy, with the reason), and
+per sweep point the same under that point's weights, labelled with them.
 
 where <policy> is `PolicyEstimate.to_json()`: name, kind, estimator, reward,
 ci_low, ci_high (of the reward), em, em_ci_low, em_ci_high, tokens,
-tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings. Each
+tokens_ci_low, tokens_ci_high, ess, max_weight, n, support, warnings
+(ranked, largest share of the target's mass first), warning_shares,
+interval ("wald", "wald-delta", or "bounds": then the ci fields are
+partial-identification bounds and the value their midpoint) and identified
+(the share of the target's mass estimated rather than bounded). Each
 list of policies holds, per target, one entry per estimator of
 `controller.ope.registry`, in registration order (`ips`, `snips`, `dr`).
 
@@ -36,14 +47,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stopbandit.controller.ope.registry import ESTIMATORS
+from stopbandit.controller.replay.recommend import recommend, weights_label
 from stopbandit.policies.reward import reward
+from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
     from stopbandit.controller.config import RewardConfig
     from stopbandit.controller.ope.registry import Estimator
     from stopbandit.controller.replay.estimates import Evaluation
     from stopbandit.controller.replay.feed import ReplayLog
+    from stopbandit.controller.replay.settings import ReplaySettings
     from stopbandit.controller.replay.targets import Sweep, Target
+    from stopbandit.policies.guardrail import GuardrailConfig
 
 
 def build_document(
@@ -58,11 +73,18 @@ def build_document(
     fold_seed: int,
     confidence: float,
     sweep: Sweep | None = None,
+    settings: ReplaySettings | None = None,
+    guardrail: GuardrailConfig | None = None,
 ) -> dict[str, Any]:
-    """Everything replay found, in the layout of the module docstring."""
+    """Everything replay found, in the layout of the module docstring.
+
+    `settings` and `guardrail` are recorded in `settings` (the guardrail also
+    constrains the recommendation: δ per segment against the reference arm,
+    the highest).
+    """
     counts = {segment: int((log.segment == i).sum()) for i, segment in enumerate(log.segments)}
     learned = _learned(log, weights)
-    return {
+    document = {
         "input": {"sources": sources, **log.stats.to_json(), "interactions": log.n},
         "settings": {
             "arms": log.arms,
@@ -72,6 +94,8 @@ def build_document(
             "folds": folds,
             "fold_seed": fold_seed,
             "confidence": confidence,
+            **({"replay": settings.model_dump(mode="json")} if settings is not None else {}),
+            **({"guardrail": guardrail.model_dump(mode="json")} if guardrail is not None else {}),
         },
         "policies": [e.to_json() for e in evaluation.overall],
         "segments": {
@@ -96,6 +120,33 @@ def build_document(
         ],
         "checkpoint": None,
     }
+    add_recommendations(document, log.arms, guardrail)
+    return document
+
+
+def add_recommendations(
+    document: dict[str, Any], arms: list[float], guardrail: GuardrailConfig | None
+) -> None:
+    """Set `recommendation` and `sweep_recommendations` from the document's policies.
+
+    Called again by a caller that adds policies to the document afterwards.
+    """
+    lead = ESTIMATORS.lead(traced(document)).name
+    drop_pts = (
+        {s: guardrail.drop_pts_for(s) for s in document["segments"]}
+        if guardrail is not None
+        else {}
+    )
+    reference = f"fixed:{arm_label(arms[-1])}"
+    document["recommendation"] = recommend(document, lead, reference=reference, drop_pts=drop_pts)
+    points = []
+    for point in document["sweep"]:
+        weights = point["reward_weights"]
+        if weights is None:
+            continue
+        found = recommend(document, lead, weights=weights, reference=reference, drop_pts=drop_pts)
+        points.append({"name": point["name"], "label": weights_label(weights), **found})
+    document["sweep_recommendations"] = points
 
 
 def _learned(log: ReplayLog, weights: RewardConfig) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,8 @@ class PolicyEstimate:
         warnings: The estimators' warnings and replay's support warnings.
         observed: How much of the target the log observed directly; None on
             a log without traces.
+        warning_shares: The share of the target's mass each warning concerns,
+            in the warnings' order (largest first: `controller.replay.ranking`).
     """
 
     name: str
@@ -38,6 +40,7 @@ class PolicyEstimate:
     support: float | None
     warnings: tuple[str, ...]
     observed: ObservedShare | None = None
+    warning_shares: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of one evaluated policy (NaN and infinities become null)."""
@@ -59,6 +62,9 @@ class PolicyEstimate:
             "n": self.reward.n,
             "support": self.support,
             "warnings": list(self.warnings),
+            "warning_shares": list(self.warning_shares),
+            "interval": self.reward.interval,
+            "identified": self.reward.identified,
         }
         if self.observed is not None:
             document["observed"] = self.observed.to_json()

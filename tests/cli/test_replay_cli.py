@@ -104,12 +104,13 @@ def test_exported_checkpoints_start_a_core_with_the_learned_policies(golden_json
 
 
 def test_table_output_names_policies_and_warns():
-    """Without --json: a table of policies, and warnings for thresholds without support."""
+    """Without --json: a recommendation, a table of policies, bounds where support is missing."""
     result = stopbandit(*GOLDEN_ARGS, "--no-learned")
     assert result.returncode == 0, result.stderr
     assert "fixed:0.95" in result.stdout
-    assert "no weight" in result.stdout
+    assert "bounds, not an interval" in result.stdout
     assert "│ learned" not in result.stdout  # --no-learned: no learned row
+    assert result.stdout.startswith("recommendation: ")
 
 
 def test_invalid_lines_are_counted_not_fatal(tmp_path):

@@ -6,14 +6,16 @@ every 100 interactions (tests/golden/make_replay_log.py wrote it). The estimates
 logged policy and of fixed thresholds depend only on the log and the estimators. The learned
 policy and the sweep depend on the learners too: the log stays as an older daemon wrote it,
 and LEARNED_GREEDY, SWEEP and LEARNED say what the current learners make of it (a change to
-the learners shows here first; `make_replay_log.py --literals` prints the new values). That
-replay reproduces the logging policy exactly when its learners are the logging daemon's is
-tested on a fresh log in tests/scenario/test_replay_online.py.
+the learners shows here first; `make_replay_log.py --literals` prints the new values, and
+EXPECTED's). Since replay bounds a target's mass on arms the log barely played instead of
+extrapolating it, fixed 0.9, 0.99 and 1 and the learned policy are partial-identification
+bounds here (DR once put fixed 1 at 0.553 ± 0.05). That replay reproduces the logging policy
+exactly when its learners are the logging daemon's is tested on a fresh log in
+tests/scenario/test_replay_online.py.
 """
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stopbandit.controller.config import load_config
@@ -77,28 +79,28 @@ SWEEP = {
 # (policy, estimator): (reward, ci_low, ci_high, em, tokens, ess), overall.
 LEARNED = {
     ("learned", "ips"): (
-        0.39879840258727045,
-        0.3817547794637991,
-        0.4158420257107418,
-        0.4248354774375385,
-        1301.8537425133995,
-        1800.7317855205165,
+        0.6457483449754147,
+        0.5593442734753955,
+        0.7321524164754338,
+        0.7022964769909299,
+        2827.4066007757565,
+        2203.663428198093,
     ),
     ("learned", "snips"): (
-        0.6613335426674521,
-        0.6403500744257357,
-        0.6823170109091686,
-        0.7045112255260421,
-        2158.8841429294866,
-        1800.7317855205165,
+        0.6430509574767326,
+        0.5614187123435546,
+        0.7246832026099106,
+        0.6994074381843339,
+        2817.8240353800675,
+        2203.663428198093,
     ),
     ("learned", "dr"): (
-        0.6592044264601229,
-        0.646786628278023,
-        0.6716222246422228,
-        0.7053478500975227,
-        2307.171181869988,
-        1800.7317855205165,
+        0.6426699479232185,
+        0.56111354918632,
+        0.7242263466601171,
+        0.6979348273709493,
+        2763.243972386541,
+        2203.663428198093,
     ),
 }
 # The same, for policies whose estimates depend on the log alone.
@@ -128,28 +130,28 @@ EXPECTED = {
         3000.0,
     ),
     ("fixed:0.9", "ips"): (
-        0.5606284321220486,
-        0.44818539646673583,
-        0.6730714677773614,
-        0.5956888493547102,
-        1753.0208616330804,
-        131.91880275704676,
+        0.4302520970539097,
+        0.023147512623876182,
+        0.8373566814839433,
+        0.5231336649225677,
+        4644.0783934329065,
+        68.8577604088672,
     ),
     ("fixed:0.9", "snips"): (
-        0.6502968027032101,
-        0.569242241419337,
-        0.7313513639870832,
-        0.6909648743198078,
-        2033.4035808298866,
-        131.91880275704676,
+        0.46869610983410526,
+        0.07736452675887912,
+        0.8600276929093313,
+        0.5633500068886685,
+        4732.694852728166,
+        68.8577604088672,
     ),
     ("fixed:0.9", "dr"): (
-        0.6418354705618844,
-        0.5734118121422781,
-        0.7102591289814907,
-        0.6831227279922855,
-        2064.3628715200575,
-        131.91880275704676,
+        0.4634984473867268,
+        0.08268829298158101,
+        0.8443086017918726,
+        0.5574337318498175,
+        4696.764223154539,
+        68.8577604088672,
     ),
     ("fixed:0.95", "ips"): (
         0.6832648542047954,
@@ -176,52 +178,52 @@ EXPECTED = {
         986.7181564771707,
     ),
     ("fixed:0.99", "ips"): (
-        0.6429607418995832,
-        0.5713431329399324,
-        0.7145783508592339,
-        0.689643376872937,
-        2334.1317486676917,
-        410.61150481820135,
+        0.6389218984004461,
+        0.4508280294829693,
+        0.8270157673179228,
+        0.7046982729541037,
+        3288.818727682879,
+        382.99249614742223,
     ),
     ("fixed:0.99", "snips"): (
-        0.6840188487460732,
-        0.6435422979277535,
-        0.7244953995643929,
-        0.733682537599869,
-        2483.184442689794,
-        410.61150481820135,
+        0.6395587891052594,
+        0.4862238237768801,
+        0.7928937544336387,
+        0.7053709397041856,
+        3290.607529946312,
+        382.99249614742223,
     ),
     ("fixed:0.99", "dr"): (
-        0.6870927339886136,
-        0.6507002531145618,
-        0.7234852148626654,
-        0.7381697483980417,
-        2553.8507204714083,
-        410.61150481820135,
+        0.6460801285644824,
+        0.4925754848000672,
+        0.7995847723288976,
+        0.7119094345232913,
+        3291.4652979404473,
+        382.99249614742223,
     ),
     ("fixed:1", "ips"): (
-        0.2635463341171563,
-        0.17879723415982862,
-        0.34829543407448393,
-        0.28620303523486695,
-        1132.8350558855313,
-        65.09615803138065,
+        0.3753907399999997,
+        -0.24197476666666676,
+        0.9927562466666662,
+        0.5,
+        6230.463,
+        0.0,
     ),
     ("fixed:1", "snips"): (
-        0.552954047100388,
-        0.431783985430657,
-        0.674124108770119,
-        0.6004907150603103,
-        2376.8333979961103,
-        65.09615803138065,
+        0.3753907399999997,
+        -0.24197476666666676,
+        0.9927562466666662,
+        0.5,
+        6230.463,
+        0.0,
     ),
     ("fixed:1", "dr"): (
-        0.5533704969796293,
-        0.5026312586339935,
-        0.604109735325265,
-        0.606644581100391,
-        2663.7042060380863,
-        65.09615803138065,
+        0.3753907399999997,
+        -0.24197476666666676,
+        0.9927562466666662,
+        0.5,
+        6230.463,
+        0.0,
     ),
 }
 
@@ -280,24 +282,33 @@ def test_a_segment_estimate_is_fixed(evaluation):
     assert value == pytest.approx(0.43755886503210756, abs=1e-9)
 
 
-@pytest.mark.parametrize("threshold", ["0.5", "0.7", "0.8"])
-def test_thresholds_never_logged_get_no_weight_and_a_warning(evaluation, threshold):
-    """The shipped exploration never played these: zero ESS and SNIPS undefined, with warnings."""
+@pytest.mark.parametrize("threshold", ["0.5", "0.7", "0.8", "1"])
+def test_thresholds_never_or_barely_logged_get_the_outcomes_range_as_bounds(evaluation, threshold):
+    """The shipped exploration never played 0.5-0.8 (and 1 too little in every segment).
+
+    Nothing is identified: EM's bounds are [0, 1] exactly, with one note that says so first.
+    """
     for estimator in ("ips", "snips", "dr"):
         estimate = evaluation.find(f"fixed:{threshold}", estimator)
-        assert estimate.reward.ess == 0.0
-        assert estimate.support == 0.0
-        assert any(w.startswith("no weight") for w in estimate.warnings)
-        assert any(w.startswith("no support for 100.0%") for w in estimate.warnings)
-    assert np.isnan(evaluation.find(f"fixed:{threshold}", "snips").reward.value)
+        assert estimate.reward.interval == "bounds"
+        assert estimate.reward.identified == pytest.approx(0.0, abs=1e-9)
+        assert (estimate.em.ci_low, estimate.em.ci_high) == pytest.approx((0.0, 1.0))
+        assert estimate.warnings[0].startswith("bounds, not an interval: 100.0% on arms barely")
+        assert estimate.warning_shares[0] == pytest.approx(1.0)
+    assert evaluation.find("fixed:0.5", "dr").support == 0.0
 
 
 @pytest.mark.parametrize(("threshold", "support"), [("0.9", 0.967), ("0.99", 0.967), ("1", 0.427)])
-def test_thresholds_with_partial_support_are_warned_about(evaluation, threshold, support):
-    """Arms the logging policy sometimes gave zero probability: support < 1 and a warning."""
+def test_thresholds_with_partial_support_are_bounded_where_unsupported(
+    evaluation, threshold, support
+):
+    """Arms the logging policy sometimes gave zero probability: support < 1, bounds, one note."""
     estimate = evaluation.find(f"fixed:{threshold}", "dr")
     assert estimate.support == pytest.approx(support, abs=5e-4)
-    assert any(w.startswith("no support for") for w in estimate.warnings)
+    assert estimate.reward.interval == "bounds"
+    assert estimate.reward.identified <= support + 5e-4
+    notes = [w for w in estimate.warnings if w.startswith("bounds, not an interval")]
+    assert notes == [estimate.warnings[0]]
 
 
 def test_the_threshold_the_log_played_most_has_full_support_and_no_warning(evaluation):

@@ -14,6 +14,7 @@ from stopbandit.controller.config import load_config
 from stopbandit.controller.replay.document import build_document
 from stopbandit.controller.replay.evaluate import evaluate
 from stopbandit.controller.replay.feed import RawEvent, replay
+from stopbandit.controller.replay.settings import ReplaySettings
 from stopbandit.controller.replay.targets import fixed_targets, logged_target
 
 # reward = 2 EM - 10 * tokens / 1000 = 2 EM - 0.01 tokens
@@ -60,6 +61,9 @@ LINES = [
     outcome_line("r7", "b", 1.0, 10),  # never joins
 ]
 REWARDS = [1.0, -3.0, 0.0, 1.5, -4.0]
+# The hand-computed formulas hold on cells of a row or two: estimate every observed cell
+# (the default min_ess would bound them all; tests/unit/controller/replay/test_bounds.py).
+POINT = ReplaySettings(min_ess=0.0)
 
 
 def raw_events(lines):
@@ -112,7 +116,7 @@ def log():
 @pytest.fixture(scope="module")
 def evaluation(log):
     """Every fixed threshold and the logged policy."""
-    return evaluate(log, [logged_target(), *fixed_targets(log)], CONFIG.reward)
+    return evaluate(log, [logged_target(), *fixed_targets(log)], CONFIG.reward, settings=POINT)
 
 
 @pytest.fixture(scope="module")
