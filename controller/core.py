@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.controller.savings_tally import SavingsTally, tally_restored, tally_snapshot
 from stopbandit.controller.targets import TargetMode
 from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
 from stopbandit.streams.codec import InvalidEventError
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from stopbandit.controller.learners.vw import Backend
 
 STATE_FORMAT = 1
+# Segments a partition's savings tally names (the rest pooled): bounds its checkpoint share.
+CORE_SAVINGS_SEGMENTS = 1000
 _MASS_CACHE_SIZE = 4096
 
 
@@ -55,6 +58,10 @@ class ControllerCore:
         self.book = PolicyBook()
         self.drifts = 0
         self.counterfactual_dropped: Counter[str] = Counter()
+        # Controlled vs control sums of what this core learned (checkpointed with it).
+        self.savings = SavingsTally(
+            config.control.fraction, config.control_arm, CORE_SAVINGS_SEGMENTS
+        )
         self._mass_cache: dict[tuple[tuple[tuple[float, float], ...], float], list[float]] = {}
 
     def arm_of(self, threshold: float) -> int:
@@ -91,6 +98,7 @@ class ControllerCore:
         """Update the models with one joined interaction, at every arm its node observed."""
         if self.learner.learn_one(interaction, self.observed(interaction)):
             self.drifts += 1
+        self.savings.add(interaction)
         if self.target is not None:
             self.target.tally.add(interaction.segment, interaction.em, interaction.tokens)
 
@@ -227,6 +235,7 @@ class ControllerCore:
             "last_version": self.book.last_version,
             "policies": {s: p.model_dump(mode="json") for s, p in self.book.current.items()},
             "drifts": self.drifts,
+            "savings": tally_snapshot(self.savings),
             # Only in target mode: a checkpoint without it restores as before.
             **({"target": self.target.snapshot()} if self.target is not None else {}),
         }
@@ -244,6 +253,15 @@ class ControllerCore:
         self.book.raise_to(int(state["last_version"]))
         self.book.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
         self.drifts = int(state["drifts"])
+        # Figures, not learning: a missing, malformed or other-group tally starts afresh.
+        self.savings = tally_restored(
+            state.get("savings"),
+            self.config.control.fraction,
+            self.config.control_arm,
+            CORE_SAVINGS_SEGMENTS,
+        ) or SavingsTally(
+            self.config.control.fraction, self.config.control_arm, CORE_SAVINGS_SEGMENTS
+        )
         if self.target is not None and state.get("target") is not None:
             self.target.restore(state["target"])
             self.weights = reward_weights(self.config, self.target)

@@ -372,8 +372,6 @@ class Daemon:
                     event = decode_keyed(message.key, message.value)
                     state.watermark_s = max(state.watermark_s, min(event.ts, ceiling_s))
                     interaction = state.core.offer(event, state.watermark_s)
-                    if interaction is not None:
-                        self.outcomes.add(tp.partition, interaction)
                     types[event.type] += 1
                     self._dropped_traces.count(state, event, interaction, message)
                 except InvalidEventError as error:
@@ -453,7 +451,7 @@ class Daemon:
             state.force_publish = False
         publisher.delivered(policies, self._monotonic() - now_s)
         partitions.published()
-        self.outcomes.refresh(partitions.owned)
+        self.outcomes.refresh(state.core.savings for state in states)
         return True
 
     def _report_gauges(self, connected: Connected, now_s: float) -> None:

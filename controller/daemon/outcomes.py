@@ -1,11 +1,11 @@
-"""The daemon's outcome figures: savings tallies per partition, their gauges and /savings.
+"""The daemon's outcome figures: the owned partitions' savings tallies, as gauges and /savings.
 
-Each partition this replica owns keeps a `controller.savings.SavingsTally` of
-the interactions it learned since the replica took it; the figures merge the
-owned partitions' tallies (a revoked partition's is dropped: its new owner
-counts it). They are the replica's own traffic since then, not the topic's
-history: `stopbandit report` reads that. Cardinality is bounded: segments by
-name only for the busiest `control.top_segments`, the rest under `_other`.
+Each partition's core keeps a `controller.savings.SavingsTally` of every
+interaction it learned, in its checkpoint, so the figures carry across
+restarts and rebalances: a partition's tally moves with it. The figures
+merge the tallies of the partitions this replica owns; with several
+replicas each reports its own. Cardinality is bounded: segments by name
+only for the busiest `control.top_segments`, the rest under `_other`.
 
 `refresh` runs on the loop's thread (at each publish); `document` is read by
 HTTP threads: it is one reference, swapped whole.
@@ -13,7 +13,6 @@ HTTP threads: it is one reference, swapped whole.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from stopbandit.controller.savings import FLEET, GROUPS, SavingsTally, savings
@@ -24,18 +23,16 @@ if TYPE_CHECKING:
     from stopbandit.controller.config import StopbanditConfig
     from stopbandit.controller.daemon.metrics import Metrics
     from stopbandit.controller.savings import Comparison, Savings
-    from stopbandit.streams.join import Interaction
 
 
 class Outcomes:
-    """Savings tallies of the owned partitions, reported as gauges and a JSON document."""
+    """The owned partitions' savings tallies, reported as gauges and a JSON document."""
 
     def __init__(self, config: StopbanditConfig, metrics: Metrics) -> None:
         self._fraction = config.control.fraction
         self._arm = config.control_arm
         self._top = config.control.top_segments
         self._metrics = metrics
-        self._tallies: dict[int, SavingsTally] = {}
         self._labelled: set[str] = set()
         self._reasons: set[str] = set()
         self.document: dict[str, Any] = self._empty().to_json()
@@ -43,20 +40,10 @@ class Outcomes:
     def _empty(self) -> Savings:
         return savings(SavingsTally(self._fraction, self._arm), self._top)
 
-    def add(self, partition: int, interaction: Interaction) -> None:
-        """Count one interaction learned in `partition`."""
-        tally = self._tallies.get(partition)
-        if tally is None:
-            tally = self._tallies[partition] = SavingsTally(self._fraction, self._arm)
-        tally.add(interaction)
-
-    def refresh(self, owned: Iterable[int]) -> Savings:
-        """Recompute the figures over the `owned` partitions; set the gauges and the document."""
-        owned = set(owned)
-        for partition in [p for p in self._tallies if p not in owned]:
-            del self._tallies[partition]
+    def refresh(self, tallies: Iterable[SavingsTally]) -> Savings:
+        """Recompute the figures over the owned partitions' `tallies`; set gauges and document."""
         merged = SavingsTally(self._fraction, self._arm)
-        for tally in self._tallies.values():
+        for tally in tallies:
             merged.merge(tally)
         result = savings(merged, self._top)
         self._report(result)
@@ -96,12 +83,3 @@ class Outcomes:
         m.savings_em_change_se.labels(segment).set(comparison.em_change_pts.se)
         m.savings_token_reduction.labels(segment).set(comparison.token_reduction.estimate)
         m.savings_token_reduction_se.labels(segment).set(comparison.token_reduction.se)
-
-    def reference_em(self, segment: str) -> tuple[float, float, int]:
-        """The control group's EM in `segment` over the owned partitions: (mean, se, n)."""
-        merged = SavingsTally(self._fraction, self._arm)
-        for tally in self._tallies.values():
-            if segment in tally.segments:
-                merged.merge(tally)
-        mean, se, n = merged.reference_em(segment)
-        return (mean, se, n) if n else (math.nan, math.nan, 0)

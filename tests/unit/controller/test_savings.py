@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -20,6 +21,7 @@ from stopbandit.controller.savings import (
     savings,
     savings_of,
 )
+from stopbandit.controller.savings_tally import tally_restored, tally_snapshot
 from stopbandit.policies.sampling import in_control
 from stopbandit.streams.join import Interaction
 
@@ -169,3 +171,35 @@ def test_merge_and_reference_em() -> None:
     assert (mean, n) == (0.5, 4)
     assert se == pytest.approx(math.sqrt(np.var([0, 1, 0, 1], ddof=1) / 4))
     assert math.isnan(first.reference_em("unknown")[0])
+
+
+def test_snapshot_round_trip_and_what_it_refuses() -> None:
+    """A tally survives its JSON form; another group, bad sums or junk give None."""
+    tally = SavingsTally(FRACTION, 1.0)
+    for control in (False, True):
+        for rid in _ids(5, control=control):
+            tally.add(_interaction(rid, "s", 1.0 if control else 0.9, 1, 100))
+    tally.add(_interaction(_ids(1, control=True, start=500)[0], "s", 0.5, 1, 100))
+    data = json.loads(json.dumps(tally_snapshot(tally)))
+    restored = tally_restored(data, FRACTION, 1.0)
+    assert restored is not None
+    assert savings(restored).to_json() == savings(tally).to_json()
+    assert tally_restored(data, 0.1, 1.0) is None
+    assert tally_restored(data, FRACTION, 0.9) is None
+    assert tally_restored(None, FRACTION, 1.0) is None
+    assert tally_restored({"fraction": FRACTION}, FRACTION, 1.0) is None
+    data["segments"]["s"][0][0] = -1
+    assert tally_restored(data, FRACTION, 1.0) is None
+    data["segments"]["s"][0] = [1, "nan", 0, 0, 0]
+    assert tally_restored(data, FRACTION, 1.0) is None
+
+
+def test_a_restored_tally_keeps_its_bound() -> None:
+    """Segments past max_segments in a checkpoint are pooled, not tracked by name."""
+    tally = SavingsTally(FRACTION, 1.0)
+    for i, rid in enumerate(_ids(6, control=False)):
+        tally.add(_interaction(rid, f"s{i}", 0.9, 1, 10))
+    restored = tally_restored(tally_snapshot(tally), FRACTION, 1.0, max_segments=2)
+    assert restored is not None
+    assert len(restored.segments) == 2
+    assert restored.other.controlled.n == 4

@@ -59,13 +59,13 @@ def _messages(count: int, segment: str = SEGMENT, start: int = 0) -> list[tuple[
     return messages
 
 
-def _daemon(batches: list, **overrides: object) -> Daemon:
+def _daemon(batches: list, store: FakeStore | None = None, **overrides: object) -> Daemon:
     journal = Journal()
     daemon = Daemon(
         config(**({"control": {"fraction": FRACTION}} | overrides)),
         consumer_factory=lambda: FakeConsumer(journal, batches, (0,)),
         producer=FakeProducer(journal),
-        store=FakeStore(journal),
+        store=store if store is not None else FakeStore(journal),
         monotonic=FakeClock(),
         wall=lambda: 1_800_000_000.0,
         check_topics=False,
@@ -142,3 +142,29 @@ def test_without_a_control_group_every_policy_request_is_controlled() -> None:
     )
     assert value is not None
     assert math.isnan(value)
+
+
+def test_figures_survive_a_restart_through_the_checkpoint() -> None:
+    """The tally is in the partition's checkpoint: a restarted daemon goes on counting."""
+    store = FakeStore(Journal())
+    first_batch, second_batch = _messages(200), _messages(100, start=200)
+    first = _daemon([{0: first_batch}], store)
+    first.run(max_events=len(first_batch))
+    before = first.savings()["fleet"]["requests"]
+    second = _daemon([{0: second_batch}], store)
+    second.run(max_events=len(second_batch))
+    after = second.savings()["fleet"]["requests"]
+    assert sum(before.values()) == 200
+    assert sum(after.values()) == 300
+    assert after["control"] >= before["control"]
+
+
+def test_a_checkpoint_of_another_control_group_starts_the_figures_afresh() -> None:
+    """Another fraction means other membership: the old sums are not continued."""
+    store = FakeStore(Journal())
+    first_batch, second_batch = _messages(200), _messages(100, start=200)
+    _daemon([{0: first_batch}], store).run(max_events=len(first_batch))
+    second = _daemon([{0: second_batch}], store, control={"fraction": 0.1})
+    second.run(max_events=len(second_batch))
+    document = second.savings()
+    assert sum(document["fleet"]["requests"].values()) + sum(document["unmatched"].values()) == 100
