@@ -137,8 +137,9 @@ class Metrics:
         # replica's whole traffic under segment="_all"; group is controlled or control.
         self.outcome_requests = Gauge(
             "stopbandit_outcome_requests",
-            "Joined requests this replica learned since it took their partition, by segment "
-            "and group (controlled: served by a policy; control: the control group).",
+            "Joined requests learned in the partitions this replica owns (checkpointed with "
+            "them), by segment and group (controlled: served by a policy; control: the "
+            "control group).",
             ["segment", "group"],
             registry=r,
         )
