@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stopbandit.policies.exploration import Exploration, explore
-from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms
+from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms, over_limit
 from stopbandit.policies.reward import reward, reward_cov
 from stopbandit.streams.arms import DEFAULT_KNOB, Knob
 from stopbandit.streams.events import ArmEstimates, ControlGroup, Policy, RewardWeights
@@ -93,7 +93,7 @@ class PolicyBuilder:
     """Turns one segment's beliefs into its pmf, greedy arm and policy.
 
     `reference_arm` (an index) is the arm the guardrail measures EM drops
-    against; without it (or without a `guardrail` limit) nothing is blocked.
+    against; without it (or without a `guardrail` limit) no arm is held back.
     """
 
     arms: list[float]
@@ -103,7 +103,6 @@ class PolicyBuilder:
     knob: Knob = DEFAULT_KNOB
     # Carried by every policy so nodes serve the control group (policies/sampling.py).
     control: ControlGroup | None = None
-
     reference_arm: int | None = None
     guardrail: GuardrailConfig = field(default_factory=GuardrailConfig)
 
@@ -122,7 +121,17 @@ class PolicyBuilder:
             self.exploration,
             free_below=beliefs.trace_share,
             blocked=self.blocked(beliefs, segment),
+            over_limit=self.over_limit(beliefs, segment),
         )
+
+    def over_limit(
+        self, beliefs: ArmBeliefs, segment: str | None = None
+    ) -> NDArray[np.bool_] | None:
+        """Arms whose estimated EM drop is over the guardrail's limit: explored, never greedy."""
+        limit = self.guardrail.drop_pts_for(segment)
+        if limit is None or self.reference_arm is None:
+            return None
+        return over_limit(beliefs.em, beliefs.em_cov, self.reference_arm, limit)
 
     def blocked(self, beliefs: ArmBeliefs, segment: str | None = None) -> NDArray[np.bool_] | None:
         """Arms the guardrail keeps at the floor for `segment` (None: no guardrail applies)."""

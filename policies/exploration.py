@@ -30,7 +30,8 @@
    left. So the greedy arm (the default, at the safe start) keeps at least
    `1 - max_explore`.
 6. **Guardrail.** Arms the caller marks `blocked` (policies.guardrail: they
-   confidently lose too much EM) never become greedy and get at most `floor`.
+   confidently lose too much EM) never become greedy and get at most `floor`;
+   those marked `over_limit` (estimated to lose too much) are not greedy either.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def explore(
     *,
     free_below: float = 0.0,
     blocked: NDArray[np.bool_] | None = None,
+    over_limit: NDArray[np.bool_] | None = None,
 ) -> Exploration:
     """Turn per-arm reward beliefs into a pmf.
 
@@ -202,6 +204,8 @@ def explore(
             (counterfactual traces): that share of the exploration below the
             greedy arm is moved to the greedy arm, which reveals those arms anyway.
         blocked: arms that may not be greedy and get at most `floor` (the guardrail).
+        over_limit: arms that may be explored but not be greedy (the guardrail: their
+            estimated EM drop is over its limit); the default arm is exempt.
 
     Returns:
         The pmf (sums to 1), the greedy arm, and P(best) per arm.
@@ -209,7 +213,10 @@ def explore(
     arms = len(mean)
     blocked = np.zeros(arms, dtype=np.bool_) if blocked is None else blocked
     supported = support >= MIN_SUPPORT
-    greedy = _greedy(mean, supported, blocked, default_arm)
+    not_greedy = blocked.copy() if over_limit is None else blocked | over_limit
+    # Today's threshold stays a safe start unless the guardrail is confident against it.
+    not_greedy[default_arm] = blocked[default_arm]
+    greedy = _greedy(mean, supported, not_greedy, default_arm)
     draws = _draws(mean, cov)
     p_best = _p_best_of(draws)
 

@@ -4,7 +4,12 @@ Operators state outcomes, not weights: "save tokens, but lose at most δ EM
 points on any segment". An arm whose EM is, at `confidence`, more than δ
 points below the reference arm's is *blocked*: it never becomes the greedy
 arm and gets at most the exploration floor (enough to notice a drift that
-makes it safe again, not enough to cost EM).
+makes it safe again, not enough to cost EM). An arm whose *estimated* drop
+is over δ, but not yet confidently, may be explored but not be greedy
+either: the greedy arm is always one believed to keep the limit. (Requiring
+the drop to be confidently within δ before an arm may be greedy was
+measured too: on bench/guardrail.py no segment left the reference in 30k
+requests, since the reference itself is then the only proven arm.)
 
 The test is one-sided on the difference em[reference] - em[k], with its
 standard error from the joint belief (var_ref + var_k - 2 cov): neighbouring
@@ -75,6 +80,20 @@ def blocked_arms(
     blocked = drop - z * sd > max_drop_pts / 100.0
     blocked[reference] = False  # its drop is 0 by definition, whatever the rounding
     return np.asarray(blocked, dtype=np.bool_)
+
+
+def over_limit(
+    em: NDArray[np.float64], em_cov: NDArray[np.float64], reference: int, max_drop_pts: float
+) -> NDArray[np.bool_]:
+    """Arms whose estimated EM drop exceeds `max_drop_pts`: they may not be greedy.
+
+    Not yet `blocked` (the drop is not confident), so still explored as usual:
+    more evidence either clears them or blocks them.
+    """
+    drop, _ = em_drop(em, em_cov, reference)
+    over = drop > max_drop_pts / 100.0
+    over[reference] = False
+    return np.asarray(over, dtype=np.bool_)
 
 
 def true_drop_allowed(

@@ -146,7 +146,7 @@ def greedy_under(core: ControllerCore, weights: RewardConfig) -> dict[str, float
     publish now if it were configured with those weights.
     """
     return {
-        segment: core.config.arms[core.builder.decide(beliefs, weights).greedy]
+        segment: core.config.arms[core.builder.decide(beliefs, weights, segment=segment).greedy]
         for segment, beliefs in core.learner.estimates_all().items()
     }
 

@@ -5,7 +5,9 @@ Whatever the beliefs, weights, traces and (valid) exploration settings:
 - until a segment has evidence (no arm but the default supported), the
   default arm is greedy, so it keeps that mass, and only its neighbours are
   explored;
-- an arm the guardrail blocks is never greedy and gets at most the floor.
+- an arm the guardrail blocks is never greedy and gets at most the floor;
+  one whose estimated drop is over the limit is not greedy either (unless it
+  is the default arm, today's threshold, and not blocked).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
 from stopbandit.policies.exploration import MIN_SUPPORT, ExplorationConfig
-from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms
+from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms, over_limit
 from stopbandit.streams.events import RewardWeights
 
 ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
@@ -140,6 +142,8 @@ def test_blocked_arms_get_at_most_the_floor_and_are_never_greedy(
     assert not blocked[result.greedy]
     assert (result.pmf[blocked] <= config.floor + TOLERANCE).all()
     assert result.pmf[result.greedy] >= 1.0 - config.max_explore - TOLERANCE
+    over = over_limit(beliefs.em, beliefs.em_cov, REFERENCE, guardrail.max_em_drop_pts)
+    assert not over[result.greedy] or result.greedy == default
 
 
 @given(arm_beliefs(evidence=False), st.integers(0, K - 1))
