@@ -194,6 +194,8 @@ class TargetConfig(_Section):
         max_step: largest change of log λ in one step.
         lambda_min: least token_cost_per_1k λ may take (> 0: λ moves multiplicatively).
         lambda_max: largest token_cost_per_1k λ may take.
+        stats_topic: the compacted topic where each partition's running sums travel
+            (controller/daemon/stats.py), so that λ is the fleet's.
     """
 
     token_reduction: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] | None = None
@@ -205,6 +207,7 @@ class TargetConfig(_Section):
     max_step: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.25
     lambda_min: Positive = 1e-4
     lambda_max: Positive = 10.0
+    stats_topic: str = "stopbandit.stats"
 
     @property
     def enabled(self) -> bool:

@@ -42,6 +42,7 @@ from stopbandit.controller.daemon.offsets import KafkaLogOffsets
 from stopbandit.controller.daemon.outcomes import Outcomes
 from stopbandit.controller.daemon.partitions import Partitions, RebalanceListener
 from stopbandit.controller.daemon.publish import Publisher
+from stopbandit.controller.daemon.stats import FleetStats, KafkaStatsReader
 from stopbandit.controller.daemon.traces import DroppedTraces
 from stopbandit.streams.codec import InvalidEventError, decode
 from stopbandit.streams.dlq import DeadLetter
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from stopbandit.controller.daemon.checkpoint_stores import CheckpointStore
     from stopbandit.controller.daemon.consumer import ConsumedRecord, Consumer
     from stopbandit.controller.daemon.offsets import LogOffsets
+    from stopbandit.controller.daemon.stats import StatsReader
     from stopbandit.streams.events import Event, Policy
 
     # What one poll returns.
@@ -129,6 +131,8 @@ class Daemon:
         check_topics: check (and maybe create) the topics at start.
         log_offsets: the log's ends and commits a restore checks against; by default
             read through the consumer when it is kafka-python's (no `consumer_factory`).
+        stats_reader: target mode's reader of the stats topic (daemon/stats.py); by
+            default kafka-python's.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Daemon:
         wall: Callable[[], float] = time.time,
         check_topics: bool = True,
         log_offsets: Callable[[Consumer], LogOffsets] | None = None,
+        stats_reader: Callable[[], StatsReader] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
@@ -155,6 +160,8 @@ class Daemon:
         if log_offsets is None and consumer_factory is None:
             log_offsets = lambda consumer: KafkaLogOffsets(consumer, config.kafka)  # noqa: E731
         self._log_offsets = log_offsets
+        self._stats_reader = stats_reader or (lambda: KafkaStatsReader(config))
+        self._stats: FleetStats | None = None  # target mode only, set by open
         # Whether the final checkpoint covered every partition (`stopbandit run`'s exit code).
         self.final_checkpoint_written = True
         self._connected: Connected | None = None
@@ -221,6 +228,8 @@ class Daemon:
         ]
         if self.config.checkpoint.store == "kafka":
             specs.append(TopicSpec(self.config.checkpoint.topic, 1, compact=True))
+        if self.config.target.enabled:
+            specs.append(TopicSpec(self.config.target.stats_topic, 1, compact=True))
         self._retry_until_up(
             "topics.check", lambda: ensure_topics(kafka, specs) if self._check_topics else None
         )
@@ -228,6 +237,9 @@ class Daemon:
         if producer is None:
             producer = self._retry_until_up("producer.open", lambda: open_producer(kafka))
         outbox = Outbox(producer)
+        if self.config.target.enabled:
+            reader = self._retry_until_up("stats.open", self._stats_reader)
+            self._stats = FleetStats(self.config, outbox, reader, self.metrics)
         store = (
             self._store
             if self._store is not None
@@ -335,6 +347,8 @@ class Daemon:
                     log.warning("consumer.close_failed", error=repr(error))
                 connected.producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
                 connected.store.close()
+                if self._stats is not None:
+                    self._stats.close()
         log.info("daemon.stopped", events=self.events_processed)
 
     # -- consuming ---------------------------------------------------------------------------
@@ -431,6 +445,8 @@ class Daemon:
             self._next_republish_s = now_s + self.config.publish.republish_interval_s
             for state in states:
                 state.force_publish = True
+        if self._stats is not None:  # target mode: λ from every partition's sums
+            self._stats.exchange(states, self._wall())
         policies = publisher.build(
             [(s.core, s.force_publish) for s in states],
             self._wall(),

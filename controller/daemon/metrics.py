@@ -194,3 +194,21 @@ class Metrics:
             ["segment"],
             registry=r,
         )
+        # Target mode (controller/targets, daemon/stats.py): fleet-wide, the same on every replica.
+        self.target_lambda = Gauge(
+            "stopbandit_target_token_cost_per_1k",
+            "Target mode: the tuned token cost λ every policy is built with (fleet-wide).",
+            registry=r,
+        )
+        self.target_achieved = Gauge(
+            "stopbandit_target_achieved_pts",
+            "Target mode: the targeted figure over λ's last interval, in points (token "
+            "reduction or EM drop against the reference arm, fleet-wide).",
+            registry=r,
+        )
+        self.target_value = Gauge(
+            "stopbandit_target_pts",
+            "Target mode: the target, in points (target.token_reduction x 100 or "
+            "target.max_em_drop_pts).",
+            registry=r,
+        )

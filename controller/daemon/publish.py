@@ -70,6 +70,7 @@ class Publisher:
         self._metrics = metrics
         self._builder = policy_builder(config)
         self._weights = reward_weights(config)
+        self._target_mode = config.target.enabled
         # The `*` policy this replica issued: built here, from every core's estimates.
         self._fallback = PolicyBook()
         self._in_flight: dict[tuple[str, int], Policy] = {}
@@ -109,7 +110,8 @@ class Publisher:
                 self._builder,
                 FALLBACK_SEGMENT,
                 beliefs,
-                self._weights,
+                # Target mode: the cores carry the fleet's tuned λ (daemon/stats.py).
+                cores[0][0].weights if self._target_mode else self._weights,
                 wall_s,
                 force=force_fallback,
             )
