@@ -5,8 +5,9 @@ queries, replay searches the token cost λ for the one whose policy meets the
 target on the log. For each λ the policy is what the daemon would publish
 from the replay's final estimates (`PolicyBuilder.decide` of every segment
 under weights with token_cost_per_1k = λ: the one policy path, exploration
-included, since the online target counts explored requests too), and the
-figure it achieves is estimated from the same estimates:
+included, and the control group served at its arm, since the online target
+counts every request served), and the figure it achieves is estimated from
+the same estimates:
 
     token_reduction(λ) = 100 · (1 - Σ_s w_s Σ_k pmf_s(λ)_k tokens_s,k / Σ_s w_s tokens_s,ref)
     em_drop_pts(λ)     = 100 · Σ_s w_s (em_s,ref - Σ_k pmf_s(λ)_k em_s,k)
@@ -154,12 +155,20 @@ def _achieved(
     reference = core.config.arm_index(core.config.reference_arm)
     assert reference is not None  # noqa: S101 - the config model guarantees it
     weights = RewardWeights(em_weight=core.config.reward.em_weight, token_cost_per_1k=value)
+    # The control group is served at its arm whatever the pmf (policies/sampling.py).
+    fraction = core.config.control.fraction
+    control = np.zeros(len(core.config.arms))
+    control_index = core.config.arm_index(core.config.control_arm)
+    if control_index is not None:
+        control[control_index] = 1.0
     pmfs: dict[str, NDArray[np.float64]] = {}
     played = baseline = 0.0
     for segment, beliefs in core.learner.estimates_all().items():
         share = traffic.get(segment, 0.0)
-        pmf = np.asarray(core.builder.decide(beliefs, weights).pmf, dtype=np.float64)
+        decided = core.builder.decide(beliefs, weights, segment=segment)
+        pmf = np.asarray(decided.pmf, dtype=np.float64)
         pmfs[segment] = pmf
+        pmf = (1.0 - fraction) * pmf + fraction * control
         if metric == "token_reduction":
             played += share * float(pmf @ beliefs.tokens)
             baseline += share * float(beliefs.tokens[reference])
