@@ -215,14 +215,43 @@ def _interval(figure: dict[str, float | None], digits: int, *, scale: float = 1.
     return f"{estimate * scale:+.{digits}f} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
 
 
+def _rows(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The fleet, then the segments by traffic, the pooled rest last."""
+    segments = document["segments"]
+    named = sorted(
+        (name for name in segments if name != OTHER_SEGMENTS),
+        key=lambda name: (-sum(segments[name]["requests"].values()), name),
+    )
+    rows = [("fleet", document["fleet"])] + [(name, segments[name]) for name in named]
+    if OTHER_SEGMENTS in segments:
+        rows.append(("(other segments)", segments[OTHER_SEGMENTS]))
+    return rows
+
+
+def _cells(index: int, name: str, figures: dict[str, Any]) -> list[str]:
+    requests, em, tokens = figures["requests"], figures["em"], figures["tokens"]
+    em_pct = [None if v is None else 100 * v for v in (em[CONTROLLED], em[CONTROL])]
+    return [
+        f"[bold]{name}[/bold]" if index == 0 else name,
+        f"{requests[CONTROLLED]:,} / {requests[CONTROL]:,}",
+        _pair(em_pct[0], em_pct[1], ".1f"),
+        _interval(figures["em_change_pts"], 2),
+        _pair(tokens[CONTROLLED], tokens[CONTROL], ",.0f"),
+        _interval(figures["token_reduction"], 1, scale=100.0),
+    ]
+
+
+_HEADERS = ("segment", "requests", "EM, %", "EM change, pts", "tokens", "token reduction, %")
+
+
 def print_report(document: dict[str, Any]) -> None:
     """The report as a person reads it: what was compared, then one row per segment."""
-    console = Console()
+    console = Console(highlight=False)
     control, stats = document["control"], document["input"]
     invalid = sum(stats["invalid"].values())
     console.print(
-        f"[bold]Policies vs control group[/bold] ({control['fraction']:.1%} of requests "
-        f"served at {control['arm']:g}): {stats['interactions']:,} joined requests from "
+        f"[bold]Policies vs control group[/bold]: {control['fraction']:.1%} of requests served "
+        f"at arm {control['arm']:g}; {stats['interactions']:,} joined requests from "
         f"{stats['events']:,} events" + (f", {invalid:,} invalid" if invalid else "")
     )
     if not control["fraction"]:
@@ -231,29 +260,17 @@ def print_report(document: dict[str, Any]) -> None:
             "Set control.fraction, or pass --control-fraction for a log written with one."
             "[/yellow]"
         )
+    rows = [_cells(i, name, figures) for i, (name, figures) in enumerate(_rows(document))]
+    # Each figure on one line when the table fits the console; wrapped rather than cut if not.
+    widths = [max(len(header), *(len(row[k]) for row in rows)) for k, header in enumerate(_HEADERS)]
+    fits = sum(widths) + 3 * len(widths) + 1 <= console.width
     table = Table(
-        Column("segment", overflow="fold"),
-        "requests\npolicies / control",
-        "EM\npolicies / control",
-        "EM change, pts\n[95 % interval]",
-        "tokens\npolicies / control",
-        "token reduction, %\n[95 % interval]",
+        Column(_HEADERS[0], overflow="fold"),
+        *(Column(h, no_wrap=fits, justify="right") for h in _HEADERS[1:]),
+        caption="each pair: policies / control; intervals: 95 %",
     )
-    rows: list[tuple[str, dict[str, Any]]] = [("[bold]fleet[/bold]", document["fleet"])]
-    rows += [
-        (name if name != OTHER_SEGMENTS else "(other segments)", figures)
-        for name, figures in document["segments"].items()
-    ]
-    for name, figures in rows:
-        requests, em, tokens = figures["requests"], figures["em"], figures["tokens"]
-        table.add_row(
-            name,
-            f"{requests[CONTROLLED]:,} / {requests[CONTROL]:,}",
-            _pair(em[CONTROLLED], em[CONTROL], ".3f"),
-            _interval(figures["em_change_pts"], 2),
-            _pair(tokens[CONTROLLED], tokens[CONTROL], ",.0f"),
-            _interval(figures["token_reduction"], 1, scale=100.0),
-        )
+    for index, row in enumerate(rows):
+        table.add_row(*row, end_section=index == 0)
     console.print(table)
     for reason, count in document["unmatched"].items():
         console.print(f"Not compared: {count:,} requests {_REASONS.get(reason, reason)}.")

@@ -69,7 +69,8 @@ def test_report_prints_a_table_a_person_can_read(simulated: tuple[Path, dict[str
     result = stopbandit("report", log, "--control-fraction", FRACTION, "--top", 2)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "10.0% of requests served at 1" in out
+    assert "10.0% of requests served at arm 1" in out
+    assert "each pair: policies / control" in out
     assert "fleet" in out
     assert "(other segments)" in out
     assert "Not compared: 1,000 requests the node knew no policy" in out
