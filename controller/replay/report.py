@@ -16,6 +16,14 @@ On a log with counterfactual traces the plots lead with graph DR
 `observed` column (the share of requests at which the policy's arm was
 observed, and how many of those the trace showed rather than the played
 arm), and the summary counts the traces kept and dropped.
+
+The page opens with the recommendation (`controller.replay.recommend`): the
+policy to deploy with its EM, tokens and reward and their intervals, and what
+each sweep point would deploy under its weights. A partially identified
+estimate (interval "bounds": the target puts mass on arms the log barely
+observed) is drawn hollow with dashed grey bars spanning its bounds, so it
+never passes for a point estimate; a table shows each policy's warnings once, ranked,
+the first few of them and how many more.
 """
 
 from __future__ import annotations
@@ -71,20 +79,30 @@ def _error(value: float | None, low: float | None, high: float | None) -> list[f
 
 
 def plot_frontier(document: dict[str, Any], path: Path) -> None:
-    """Tokens against EM (leading estimates with intervals) per scope; the sweep as a line."""
+    """Tokens against EM (leading estimates with intervals) per scope; the sweep as a line.
+
+    The view is the estimates' (bounds can span the outcome's whole range): bounds whose
+    middle lies in it are drawn, the others are named in the panel's corner.
+    """
     primary, _ = lead_and_others(document)
     scopes = _scopes(document)
     figure, axes = _grid(len(scopes))
     for ax, (title, policies) in zip(axes, scopes, strict=True):
         sweep_x: list[float] = []
         sweep_y: list[float] = []
+        bounded: list[dict[str, Any]] = []
         for policy in policies:
-            if policy["estimator"] != primary.name or policy["em"] is None or not policy["ess"]:
-                continue  # no logged action supports it: nothing to draw
+            if policy["estimator"] != primary.name or policy["em"] is None:
+                continue
+            if policy.get("interval") == "bounds":
+                bounded.append(policy)
+                continue
             if policy["kind"] == "sweep":
                 sweep_x.append(policy["tokens"])
                 sweep_y.append(policy["em"])
                 continue
+            if not policy["ess"]:
+                continue  # no logged action supports it: nothing to draw
             color, marker = _STYLE[policy["kind"]]
             ax.errorbar(
                 policy["tokens"],
@@ -109,12 +127,38 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("expected tokens", fontsize=7)
         ax.set_ylabel("expected EM", fontsize=7)
         ax.tick_params(labelsize=6)
+        _draw_bounded(ax, bounded, in_view=_limit_to_estimates(ax, policies, primary.name))
     figure.suptitle(
-        f"EM-tokens frontier ({primary.label}, 95% intervals; faded: warnings)", fontsize=10
+        f"EM-tokens frontier ({primary.label}, 95% intervals; hollow, dashed grey: bounds where "
+        "the log barely observed the arms; faded: warnings)",
+        fontsize=10,
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _draw_bounded(ax: Axes, bounded: list[dict[str, Any]], *, in_view: bool) -> None:
+    # Bounds inside the view are drawn; those beyond it, named (their bars would only be
+    # lines across the panel).
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    outside = []
+    for policy in bounded:
+        if not in_view or (x0 <= policy["tokens"] <= x1 and y0 <= policy["em"] <= y1):
+            _frontier_bounds(ax, policy)
+        else:
+            outside.append(policy["name"])
+    if outside:
+        ax.text(
+            0.01,
+            0.01,
+            f"{len(outside)} bounded beyond the view (tables below)",
+            transform=ax.transAxes,
+            fontsize=6,
+            color="gray",
+        )
+    if not in_view:
+        ax.autoscale_view()
 
 
 def plot_arms(document: dict[str, Any], path: Path) -> None:
@@ -132,6 +176,9 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
         ]
         positions = list(range(len(fixed)))
         for x, policy in zip(positions, fixed, strict=True):
+            if policy.get("interval") == "bounds" and policy["ci_low"] is not None:
+                _arm_bounds(ax, x, policy)
+                continue
             if policy["reward"] is None or not policy["ess"]:
                 continue
             ax.errorbar(
@@ -155,11 +202,81 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("reward", fontsize=7)
         ax.tick_params(labelsize=6)
     figure.suptitle(
-        f"Reward per arm: {primary.label} estimate (95% interval) and the learner", fontsize=10
+        f"Reward per arm: {primary.label} estimate (95% interval; hollow, dashed grey: bounds "
+        "where the log barely observed the arm) and the learner",
+        fontsize=10,
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+_BOUNDS_STYLE: dict[str, Any] = {
+    "color": "tab:gray",
+    "markerfacecolor": "none",
+    "capsize": 2,
+    "linewidth": 0.8,
+}
+_VIEW_MARGIN = 0.5  # of the estimates' span, around them, when bounds reach further
+# Bounds of a target this much identified are narrow enough to set the view with the estimates.
+_MOSTLY_IDENTIFIED = 0.9
+
+
+def _dashed(bars: Any) -> None:  # noqa: ANN401 - matplotlib's ErrorbarContainer
+    for line in bars.lines[2]:
+        line.set_linestyle("--")
+
+
+def _frontier_bounds(ax: Axes, policy: dict[str, Any], *, label: bool = True) -> None:
+    # What the log leaves open: dashed bars over the EM and token bounds, hollow at the middle.
+    _, marker = _STYLE.get(policy["kind"], ("", "o"))
+    bars = ax.errorbar(
+        policy["tokens"],
+        policy["em"],
+        xerr=[
+            [e] for e in _error(policy["tokens"], policy["tokens_ci_low"], policy["tokens_ci_high"])
+        ],
+        yerr=[[e] for e in _error(policy["em"], policy["em_ci_low"], policy["em_ci_high"])],
+        marker=marker,
+        **_BOUNDS_STYLE,
+    )
+    _dashed(bars)
+    if label:
+        ax.annotate(
+            f"{policy['name']} (bounds)", (policy["tokens"], policy["em"]), fontsize=6, color="gray"
+        )
+
+
+def _limit_to_estimates(ax: Axes, policies: list[dict[str, Any]], estimator: str) -> bool:
+    # Bounds can span the whole outcome range: keep the estimates readable, and let the
+    # boxes run off the panel where they reach further (they say "anything in here").
+    points = [
+        p
+        for p in policies
+        if p["estimator"] == estimator
+        and p["em"] is not None
+        and (p.get("interval") != "bounds" or p.get("identified", 0.0) >= _MOSTLY_IDENTIFIED)
+    ]
+    if not points:
+        return False
+    for axis, key in ((ax.set_xlim, "tokens"), (ax.set_ylim, "em")):
+        lows = [p[f"{key}_ci_low"] if p[f"{key}_ci_low"] is not None else p[key] for p in points]
+        highs = [p[f"{key}_ci_high"] if p[f"{key}_ci_high"] is not None else p[key] for p in points]
+        span = max(max(highs) - min(lows), 1e-9)
+        axis(min(lows) - _VIEW_MARGIN * span, max(highs) + _VIEW_MARGIN * span)
+    return True
+
+
+def _arm_bounds(ax: Axes, x: float, policy: dict[str, Any]) -> None:
+    bars = ax.errorbar(
+        x,
+        policy["reward"],
+        yerr=[[e] for e in _error(policy["reward"], policy["ci_low"], policy["ci_high"])],
+        marker="o",
+        label="bounds" if x == 0 else None,
+        **_BOUNDS_STYLE,
+    )
+    _dashed(bars)
 
 
 def _arm_noun(document: dict[str, Any]) -> str:
@@ -194,16 +311,17 @@ def _cell(value: Any, digits: int = 4) -> str:  # noqa: ANN401 - any JSON scalar
     return html.escape(str(value))
 
 
-def _table(policies: list[dict[str, Any]], with_traces: bool) -> str:
+def _table(policies: list[dict[str, Any]], with_traces: bool, shown: int = 3) -> str:
     observed = "<th>observed (traced)</th>" if with_traces else ""
     head = (
-        "<tr><th>policy</th><th>estimator</th><th>reward</th><th>95% interval</th>"
+        "<tr><th>policy</th><th>estimator</th><th>reward</th><th>95% interval (or bounds)</th>"
         "<th>EM</th><th>tokens</th><th>ESS</th><th>max weight</th><th>support</th>"
         f"{observed}<th>warnings</th></tr>"
     )
     rows = []
-    for p in policies:
-        warnings = "<br>".join(html.escape(w) for w in p["warnings"])
+    spans = _policy_spans(policies)
+    for i, p in enumerate(policies):
+        warnings = _warnings_cell(policies, i, spans, shown)
         seen = ""
         if with_traces:
             o = p["observed"]
@@ -211,12 +329,123 @@ def _table(policies: list[dict[str, Any]], with_traces: bool) -> str:
         rows.append(
             f"<tr><td>{html.escape(p['name'])}</td><td>{html.escape(p['estimator'])}</td>"
             f"<td>{_cell(p['reward'])}</td>"
-            f"<td>[{_cell(p['ci_low'])}, {_cell(p['ci_high'])}]</td>"
+            f"<td>{_interval_cell(p)}</td>"
             f"<td>{_cell(p['em'])}</td><td>{_cell(p['tokens'], 1)}</td>"
             f"<td>{_cell(p['ess'], 1)}</td><td>{_cell(p['max_weight'], 2)}</td>"
-            f"<td>{_cell(p['support'], 3)}</td>{seen}<td class=w>{warnings}</td></tr>"
+            f"<td>{_cell(p['support'], 3)}</td>{seen}{warnings}</tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _interval_cell(policy: dict[str, Any]) -> str:
+    ends = f"[{_cell(policy['ci_low'])}, {_cell(policy['ci_high'])}]"
+    if policy.get("interval") == "bounds":
+        return f"<i>bounds {ends}</i>"
+    return ends
+
+
+def _policy_spans(policies: list[dict[str, Any]]) -> dict[int, int]:
+    # The first row of each run of rows of one policy (one per estimator), and its length.
+    spans: dict[int, int] = {}
+    start = 0
+    for i in range(1, len(policies) + 1):
+        if i == len(policies) or policies[i]["name"] != policies[start]["name"]:
+            spans[start] = i - start
+            start = i
+    return spans
+
+
+def _warnings_cell(
+    policies: list[dict[str, Any]], row: int, spans: dict[int, int], shown: int
+) -> str:
+    # One cell per policy, over its estimators' rows: their warnings merged, largest share
+    # of the target's mass first, the first `shown` of them and a count of the rest.
+    if row not in spans:
+        return ""
+    ranked: dict[str, float] = {}
+    for p in policies[row : row + spans[row]]:
+        shares = p.get("warning_shares") or [0.0] * len(p["warnings"])
+        for warning, share in zip(p["warnings"], shares, strict=True):
+            first = warning.startswith("bounds, not an interval")
+            ranked[warning] = max(ranked.get(warning, 0.0), share + (2.0 if first else 0.0))
+    ordered = sorted(ranked, key=lambda w: -ranked[w])
+    lines = [html.escape(w) for w in ordered[:shown]]
+    if len(ordered) > shown:
+        lines.append(f"<i>and {len(ordered) - shown} more (in the JSON document)</i>")
+    return f"<td class=w rowspan={spans[row]}>{'<br>'.join(lines)}</td>"
+
+
+def _shown(document: dict[str, Any]) -> int:
+    return int(document["settings"].get("replay", {}).get("warnings_shown", 3))
+
+
+def _triple(found: dict[str, Any], key: str, digits: int) -> str:
+    value, low, high = found[key]
+    if value is None:
+        return "n/a"
+    if found["interval"] == "bounds":
+        return f"between {low:,.{digits}f} and {high:,.{digits}f}"
+    return f"{value:,.{digits}f} <small>[{low:,.{digits}f}, {high:,.{digits}f}]</small>"
+
+
+def _recommendation_row(label: str, found: dict[str, Any]) -> str:
+    if found["policy"] is None:
+        return (
+            f"<tr><td>{html.escape(label)}</td><td><b>keep the logged policy</b></td>"
+            f"<td colspan=3 class=w>"
+            f"{html.escape(found['reason'].removesuffix(': keep the logged policy'))}</td></tr>"
+        )
+    return (
+        f"<tr><td>{html.escape(label)}</td><td><b>{html.escape(found['policy'])}</b></td>"
+        f"<td>{_triple(found, 'reward', 4)}</td><td>{_triple(found, 'em', 4)}</td>"
+        f"<td>{_triple(found, 'tokens', 0)}</td></tr>"
+    )
+
+
+def recommendation_html(document: dict[str, Any]) -> str:
+    """The page's opening: what to deploy, why, and what each sweep point would deploy."""
+    found = document.get("recommendation")
+    if found is None:
+        return ""
+    reward = document["settings"]["reward"]
+    configured = (
+        f"configured: em_weight={reward['em_weight']:g}, "
+        f"token_cost_per_1k={reward['token_cost_per_1k']:g}"
+    )
+    guardrail = document["settings"].get("guardrail") or {}
+    limit = guardrail.get("max_em_drop_pts")
+    constraint = (
+        f" and no segment's EM confidently more than {html.escape(str(limit))} points below "
+        "the reference arm's"
+        if limit is not None
+        else ""
+    )
+    head = (
+        "<tr><th>weights</th><th>deploy</th><th>reward [interval]</th><th>EM</th>"
+        "<th>tokens</th></tr>"
+    )
+    rows = [_recommendation_row(configured, found)]
+    rows += [
+        _recommendation_row(point["label"], point)
+        for point in document.get("sweep_recommendations", [])
+    ]
+    why = html.escape(found["reason"])
+    verdict = (
+        f"<b>Keep the logged policy</b>: {why.removesuffix(': keep the logged policy')}."
+        if found["policy"] is None
+        else f"<b>Deploy {html.escape(found['policy'])}</b>: {why}."
+    )
+    return (
+        "<h2>recommendation</h2>"
+        f"<p class=rec>{verdict}</p>"
+        f"<p class=note>The best policy whose reward's lower bound beats the logged policy's "
+        f"({html.escape(found['estimator'])}, 95% intervals or bounds){constraint}, under the "
+        "configured weights and under each sweep point's:</p>"
+        f"<table>{head}{''.join(rows)}</table>"
+        "<p class=note>Sweep rows: each point's weights applied to every policy's EM and token "
+        "estimates; their reward intervals combine the ends of those (wider than the per-row "
+        "interval of the configured weights, never narrower).</p>"
+    )
 
 
 def _traces(source: dict[str, Any]) -> str:
@@ -247,6 +476,7 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
     with_traces = traced(document)
     sections = [
         "<h1>stopbandit replay</h1>",
+        recommendation_html(document),
         (
             f"<p>{source['events']:,} events from {html.escape(', '.join(source['sources']))}: "
             f"{source['interactions']:,} interactions, "
@@ -258,7 +488,7 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
         _image(frontier, "EM-tokens frontier"),
         _image(arms, "reward per arm"),
         "<h2>overall</h2>",
-        _table(document["policies"], with_traces),
+        _table(document["policies"], with_traces, _shown(document)),
     ]
     for segment, entry in document["segments"].items():
         learned = entry.get("learned") or {}
@@ -270,13 +500,14 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
         sections.append(
             f"<h2>{html.escape(segment)}</h2><p>{entry['n']:,} interactions{greedy}</p>"
         )
-        sections.append(_table(entry["policies"], with_traces))
+        sections.append(_table(entry["policies"], with_traces, _shown(document)))
     page = directory / "index.html"
     page.write_text(
         "<!doctype html><html><head><meta charset=utf-8><title>stopbandit replay</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
         "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-        "td.w{text-align:left;color:#a60;max-width:40em}img{max-width:100%}</style></head>"
+        "td.w{text-align:left;color:#a60;max-width:40em}img{max-width:100%}"
+        "p.rec{font-size:15px}p.note{font-size:11px;color:#666}</style></head>"
         f"<body>{''.join(sections)}</body></html>\n",
         encoding="utf-8",
     )

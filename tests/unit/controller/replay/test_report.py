@@ -20,7 +20,7 @@ def page(document, tmp_path_factory):
 
 def test_the_report_tables_every_registered_estimator_of_every_policy(document, page):
     """Each table (overall, then each segment) lists, per policy, every estimator in order."""
-    tables = page.split("<table>")[1:]
+    tables = page.split("<h2>overall</h2>")[1].split("<table>")[1:]
     assert len(tables) == 1 + len(document["segments"])
     for table in tables:
         rows = ROW.findall(table)
@@ -32,3 +32,20 @@ def test_the_report_tables_every_registered_estimator_of_every_policy(document, 
 def test_the_report_embeds_both_plots(page):
     """The frontier and the arms are drawn (from the primary estimator) and embedded."""
     assert page.count("data:image/png;base64,") == 2
+
+
+def test_the_report_opens_with_the_recommendation(document, page):
+    """The first section says what to deploy (or to keep the logged policy) and why."""
+    assert page.index("<h2>recommendation</h2>") < page.index("<img")
+    found = document["recommendation"]
+    verdict = "Keep the logged policy" if found["policy"] is None else f"Deploy {found['policy']}"
+    assert f"<b>{verdict}</b>" in page
+
+
+def test_each_policy_shows_its_warnings_once_over_its_estimators_rows(page):
+    """One warnings cell per policy, spanning its estimators' rows, the bounds note first."""
+    overall = page.split("<h2>overall</h2>")[1].split("</table>")[0]
+    n_estimators = len(ESTIMATORS.for_log(traced=False))
+    assert overall.count(f"<td class=w rowspan={n_estimators}>") == 3  # logged, fixed:0.5, fixed:1
+    cell = overall.split("fixed:0.5</td>")[1].split("<td class=w")[1].split("</td>")[0]
+    assert cell.split(">", 1)[1].startswith("bounds, not an interval")
