@@ -17,6 +17,7 @@ import vowpal_wabbit_next as vw
 
 from stopbandit.controller.learners.outcome import shared_features
 from stopbandit.policies.reward import reward
+from stopbandit.streams.arms import DEFAULT_KNOB, Knob
 from stopbandit.streams.events import Decision, Outcome, Policy
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 _DRAWS = 2000
 
 
-def _policy(segment: str, arms: list[float], pmf: np.ndarray, version: int, now: float) -> Policy:
+def _policy(
+    segment: str, arms: list[float], pmf: np.ndarray, version: int, now: float, *, knob: Knob
+) -> Policy:
     pmf = np.maximum(pmf, 0.0)
     pmf = pmf / pmf.sum()
     rounded = [round(float(p), 6) for p in pmf]
@@ -35,6 +38,7 @@ def _policy(segment: str, arms: list[float], pmf: np.ndarray, version: int, now:
         segment=segment,
         version=version,
         issued_at=now,
+        knob=knob,
         arms=arms,
         pmf=rounded,
         greedy=arms[int(np.argmax(pmf))],
@@ -44,8 +48,11 @@ def _policy(segment: str, arms: list[float], pmf: np.ndarray, version: int, now:
 class ThompsonAgent:
     """Per-segment Thompson sampling with separate EM and token posteriors."""
 
-    def __init__(self, arms: list[float], weights: RewardConfig, seed: int) -> None:
+    def __init__(
+        self, arms: list[float], weights: RewardConfig, seed: int, knob: Knob = DEFAULT_KNOB
+    ) -> None:
         self.arms = arms
+        self.knob = knob
         self.weights = weights
         self.rng = np.random.default_rng(seed)
         self.stats: dict[str, np.ndarray] = {}  # per arm: n, em successes, tokens sum, tokens sq
@@ -57,7 +64,7 @@ class ThompsonAgent:
         policy = self.published.get(segment)
         if policy is None:
             uniform = np.full(len(self.arms), 1.0 / len(self.arms))
-            return _policy(segment, self.arms, uniform, 0, 0.0)
+            return _policy(segment, self.arms, uniform, 0, 0.0, knob=self.knob)
         return policy
 
     def observe(self, decision: Decision, outcome: Outcome, now: float) -> None:  # noqa: ARG002
@@ -79,14 +86,23 @@ class ThompsonAgent:
             rewards = reward(em_draws, tok_draws, self.weights)
             pmf = np.bincount(np.argmax(rewards, axis=1), minlength=len(self.arms)) / _DRAWS
             self.version += 1
-            self.published[segment] = _policy(segment, self.arms, pmf, self.version, now)
+            self.published[segment] = _policy(
+                segment, self.arms, pmf, self.version, now, knob=self.knob
+            )
 
 
 class VWEpsilonAgent:
     """Vowpal Wabbit contextual bandit, epsilon-greedy, on the scalar reward."""
 
-    def __init__(self, arms: list[float], weights: RewardConfig, epsilon: float = 0.05) -> None:
+    def __init__(
+        self,
+        arms: list[float],
+        weights: RewardConfig,
+        epsilon: float = 0.05,
+        knob: Knob = DEFAULT_KNOB,
+    ) -> None:
         self.arms = arms
+        self.knob = knob
         self.weights = weights
         self.workspace = vw.Workspace(
             ["--cb_explore_adf", "--epsilon", str(epsilon), "-q", "sa", "--quiet"]
@@ -110,7 +126,7 @@ class VWEpsilonAgent:
         policy = self.published.get(segment)
         if policy is None:
             uniform = np.full(len(self.arms), 1.0 / len(self.arms))
-            return _policy(segment, self.arms, uniform, 0, 0.0)
+            return _policy(segment, self.arms, uniform, 0, 0.0, knob=self.knob)
         return policy
 
     def observe(self, decision: Decision, outcome: Outcome, now: float) -> None:  # noqa: ARG002
@@ -131,4 +147,6 @@ class VWEpsilonAgent:
             for action, probability in cast("list[tuple[int, float]]", prediction):
                 pmf[action] = probability
             self.version += 1
-            self.published[segment] = _policy(segment, self.arms, pmf, self.version, now)
+            self.published[segment] = _policy(
+                segment, self.arms, pmf, self.version, now, knob=self.knob
+            )

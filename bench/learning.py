@@ -119,9 +119,9 @@ def run_one(job: Job) -> dict[str, Any]:
     if job.learner in OURS:
         agent = ControllerAgent(ControllerCore(config))
     elif job.learner == "thompson":
-        agent = ThompsonAgent(list(config.arms), config.reward, job.seed)
+        agent = ThompsonAgent(list(config.arms), config.reward, job.seed, knob=config.knob)
     else:
-        agent = VWEpsilonAgent(list(config.arms), config.reward)
+        agent = VWEpsilonAgent(list(config.arms), config.reward, knob=config.knob)
     simulation = Simulation(
         scenario, agent, seed=job.seed, weights=config.reward, fallback_arm=config.default_arm
     )

@@ -53,7 +53,7 @@ class ControllerCore:
             max_pending=config.join.max_pending,
             dedup_capacity=config.join.dedup_capacity,
         )
-        self.learner = OutcomeLearner(config.arms, config.learner, backend)
+        self.learner = OutcomeLearner(config.arms, config.learner, backend, knob=config.knob)
         self.builder = policy_builder(config)
         self.book = PolicyBook()
         self.drifts = 0

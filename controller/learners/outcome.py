@@ -18,6 +18,15 @@ the reward only when a policy is built. Each arm's posterior combines
   worth `prior_weight` observations once the arm is widely seen. (Measured
   here, its per-cell SGD estimates were 2-9x less accurate than the
   sufficient statistics, so it does not override a segment's own data.)
+
+Arms enter every model by their index (VW's `a<k>`, the path of the
+smoothness prior), never by their value, so thresholds and token budgets
+are learned alike. One thing is knob-aware: the smoothness prior's steps.
+Thresholds are a path of equal steps; budgets are a random walk in log2
+budget, so a step between budgets twice as far apart on that scale
+(8192 to 32768 is two doublings) has twice the prior variance
+(`step_scales`). Where every step is one unit (every threshold list, and
+budgets doubling at each arm) the prior is exactly the one-sd path.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from stopbandit.controller.learners.pooling import (
 )
 from stopbandit.controller.learners.vw import Backend, Regressor, available_backend, make_regressor
 from stopbandit.policies.builder import ArmBeliefs
+from stopbandit.streams.arms import DEFAULT_KNOB
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from stopbandit.controller.config import LearnerConfig
+    from stopbandit.streams.arms import Knob
     from stopbandit.streams.events import ContextValue
     from stopbandit.streams.join import Interaction
 
@@ -82,6 +93,22 @@ def shared_features(segment: str, context: Mapping[str, ContextValue]) -> str:
     return "|s " + " ".join(parts)
 
 
+def step_scales(knob: Knob, arms: Sequence[float]) -> NDArray[np.float64] | None:
+    """Per step between neighbouring arms, its prior sd relative to one unit; None for all ones.
+
+    Thresholds: one unit per step (their index is their position). Budgets: sqrt of
+    the step's length in log2 budget, relative to the shortest step, so a list that
+    doubles at every arm is one unit per step too.
+    """
+    if knob != "token_budget" or len(arms) < 2:  # noqa: PLR2004 - a step needs two arms
+        return None
+    lengths = np.diff(np.log2(np.asarray(arms, dtype=np.float64)))
+    relative = lengths / lengths.min()
+    if np.allclose(relative, 1.0):
+        return None
+    return np.asarray(np.sqrt(relative), dtype=np.float64)
+
+
 class OutcomeLearner:
     """EM and token estimates per (segment, arm), learned one interaction at a time."""
 
@@ -90,8 +117,10 @@ class OutcomeLearner:
         arms: Sequence[float],
         config: LearnerConfig,
         backend: Backend | None = None,
+        knob: Knob = DEFAULT_KNOB,
     ) -> None:
         self.arms = list(arms)
+        self.step_scale = step_scales(knob, self.arms)
         self.config = config
         self.backend = backend or available_backend(config.backend)
         # Interactions are stored in the model file; the learning rate is not.
@@ -222,6 +251,11 @@ class OutcomeLearner:
             own = step_sds(em_y, em_precision, em_shape[0], em_step_sd, sampling)
             has_pairs = np.array([o.em_information is not None for o in observations])
             em_step_sds = np.where(has_pairs[:, None], own, em_step_sd)
+        token_step_sds: float | NDArray[np.float64] = token_step_sd
+        if self.step_scale is not None:
+            em_step_sds = np.broadcast_to(em_step_sds, (len(segments), len(self.arms) - 1))
+            em_step_sds = em_step_sds * self.step_scale
+            token_step_sds = token_step_sd * self.step_scale
         em_mean, em_cov = pooled_posterior(
             em_y,
             em_precision,
@@ -234,7 +268,7 @@ class OutcomeLearner:
             token_y,
             token_precision,
             *token_shape,
-            step_sd=token_step_sd,
+            step_sd=token_step_sds,
             level_sd=_LOG_TOKEN_LEVEL_SD,
             information=token_information,
         )
