@@ -44,11 +44,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from stopbandit.controller.ope import Estimate, cross_fit, fold_assignment
-from stopbandit.controller.ope.bounds import bounded
 from stopbandit.controller.ope.intervals import diagnose, effective_sample_size
 from stopbandit.controller.ope.registry import ESTIMATORS
 from stopbandit.controller.ope.rows import Graph, Rows
-from stopbandit.controller.replay import graph_inputs, ranking
+from stopbandit.controller.replay import graph_inputs, partial, ranking
 from stopbandit.controller.replay.estimates import Evaluation, PolicyEstimate
 from stopbandit.controller.replay.settings import ReplaySettings
 from stopbandit.controller.replay.support import Support, support
@@ -67,9 +66,6 @@ __all__ = ["DEFAULT_FOLDS", "OUTCOMES", "Evaluation", "PolicyEstimate", "evaluat
 OUTCOMES = ("em", "tokens", "reward")
 DEFAULT_FOLDS = 5
 _SUPPORT_TOLERANCE = 1e-9
-# Mass below this is rounding, not a part of the target left unidentified.
-_MASS_TOLERANCE = 1e-9
-_CELLS_NAMED = 2
 _NO_SUPPORT = "no support"
 _GROUP = re.compile(r"group (\d+)")
 
@@ -306,90 +302,35 @@ def _off_policy(
         mask = context.support.mask(
             traced=traced, row_support=row_support, segment=scope.segment, rows=scope.rows
         )
-        identified = np.where(mask, pmf, 0.0)
-        per_row = np.clip(pmf.sum(axis=1) - identified.sum(axis=1), 0.0, 1.0)
+        identified, per_row = partial.split(pmf, mask)
         unidentified = float(per_row.mean())
-        if unidentified <= _MASS_TOLERANCE:
+        if unidentified <= partial.MASS_TOLERANCE:
             rows = _rows(scope, pmf, context.confidence, by_segment=True)
             result |= {e.name: _computed(e, rows) for e in estimators}
             continue
-        note = _bounds_note(pmf, mask, scope, context, traced=traced, row_support=row_support)
+        note = partial.bounds_note(
+            pmf,
+            mask,
+            scope.segment,
+            context.support,
+            (context.segments, context.arms),
+            traced=traced,
+            row_support=row_support,
+        )
         part = None
-        if unidentified < 1.0 - _MASS_TOLERANCE:
+        if unidentified < 1.0 - partial.MASS_TOLERANCE:
             part = _rows(scope, identified, context.confidence, by_segment=True, partial=True)
         for estimator in estimators:
-            computed = _computed(estimator, part) if part is not None else None
-            result[estimator.name] = {
-                outcome: bounded(
-                    None if computed is None else computed[outcome],
-                    unidentified,
-                    *(float(np.dot(per_row, r[scope.segment])) / per_row.size for r in ranges),
-                    template=_nothing_identified(scope, estimator, context.confidence),
-                )
-                for outcome, ranges in context.support.ranges.items()
-            }
+            result[estimator.name] = partial.bounded_outcomes(
+                _computed(estimator, part) if part is not None else None,
+                per_row,
+                scope.segment,
+                context.support,
+                estimator=estimator.name,
+                confidence=context.confidence,
+            )
             notes[estimator.name] = ((note, unidentified),)
     return result, notes
-
-
-def _bounds_note(
-    pmf: NDArray[np.float64],
-    mask: NDArray[np.bool_],
-    scope: _Scope,
-    context: _Context,
-    *,
-    traced: bool,
-    row_support: bool,
-) -> str:
-    # One sentence per policy and kind: how much is bounded, why, and the cells that weigh most.
-    n_groups, n_arms = len(context.segments), len(context.arms)
-    cell_ok = context.support.cells[traced][scope.segment]
-    lost = np.where(~cell_ok, pmf, 0.0)
-    by_cell = np.zeros((n_groups, n_arms))
-    np.add.at(by_cell, scope.segment, lost)
-    by_cell /= pmf.shape[0]
-    cells = [
-        f"{context.segments[g]} @ {context.arms[a]:g} ({by_cell[g, a]:.1%})"
-        for g, a in sorted(zip(*np.nonzero(by_cell > 0.0), strict=True), key=lambda c: -by_cell[c])
-    ]
-    seen = "observed (played or traced)" if traced else "played"
-    parts = []
-    if cells:
-        named = ", ".join(cells[:_CELLS_NAMED]) + (
-            f" and {len(cells) - _CELLS_NAMED} more" if len(cells) > _CELLS_NAMED else ""
-        )
-        parts.append(
-            f"{float(by_cell.sum()):.1%} on arms barely {seen} "
-            f"(ESS < {context.support.min_ess:g} in the segment): {named}"
-        )
-    if row_support:
-        undrawable = float(np.where(cell_ok & ~mask, pmf, 0.0).sum()) / pmf.shape[0]
-        if undrawable > _MASS_TOLERANCE:
-            parts.append(f"{undrawable:.1%} on decisions whose logging pmf excluded the arm")
-    em, tokens = context.support.ranges["em"], context.support.ranges["tokens"]
-    present = np.unique(scope.segment)
-    return (
-        "bounds, not an interval: " + "; ".join(parts) + "; there EM is only known to lie in "
-        f"[{em[0][present].min():g}, {em[1][present].max():g}] and tokens in their segment's "
-        f"observed range ({tokens[0][present].min():,.0f} to {tokens[1][present].max():,.0f})"
-    )
-
-
-def _nothing_identified(scope: _Scope, estimator: Estimator, confidence: float) -> Estimate:
-    n = scope.arm.size
-    return Estimate(
-        value=math.nan,
-        ci_low=math.nan,
-        ci_high=math.nan,
-        std_error=math.nan,
-        confidence=confidence,
-        ess=0.0,
-        max_weight=0.0,
-        n=n,
-        warnings=(),
-        estimator=estimator.name,
-        interval="bounds",
-    )
 
 
 def _on_policy(scope: _Scope, confidence: float) -> dict[str, dict[str, Estimate]]:
