@@ -40,6 +40,8 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from stopbandit.controller.replay.document import lead_and_others, traced
+from stopbandit.controller.replay.plot_bounds import arm_bounds, draw_bounded, limit_to_estimates
+from stopbandit.controller.replay.recommendation_html import recommendation_html
 from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
@@ -127,7 +129,7 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("expected tokens", fontsize=7)
         ax.set_ylabel("expected EM", fontsize=7)
         ax.tick_params(labelsize=6)
-        _draw_bounded(ax, bounded, in_view=_limit_to_estimates(ax, policies, primary.name))
+        draw_bounded(ax, bounded, in_view=limit_to_estimates(ax, policies, primary.name))
     figure.suptitle(
         f"EM-tokens frontier ({primary.label}, 95% intervals; hollow, dashed grey: bounds where "
         "the log barely observed the arms; faded: warnings)",
@@ -136,29 +138,6 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-def _draw_bounded(ax: Axes, bounded: list[dict[str, Any]], *, in_view: bool) -> None:
-    # Bounds inside the view are drawn; those beyond it, named (their bars would only be
-    # lines across the panel).
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    outside = []
-    for policy in bounded:
-        if not in_view or (x0 <= policy["tokens"] <= x1 and y0 <= policy["em"] <= y1):
-            _frontier_bounds(ax, policy)
-        else:
-            outside.append(policy["name"])
-    if outside:
-        ax.text(
-            0.01,
-            0.01,
-            f"{len(outside)} bounded beyond the view (tables below)",
-            transform=ax.transAxes,
-            fontsize=6,
-            color="gray",
-        )
-    if not in_view:
-        ax.autoscale_view()
 
 
 def plot_arms(document: dict[str, Any], path: Path) -> None:
@@ -177,7 +156,7 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
         positions = list(range(len(fixed)))
         for x, policy in zip(positions, fixed, strict=True):
             if policy.get("interval") == "bounds" and policy["ci_low"] is not None:
-                _arm_bounds(ax, x, policy)
+                arm_bounds(ax, x, policy)
                 continue
             if policy["reward"] is None or not policy["ess"]:
                 continue
@@ -209,74 +188,6 @@ def plot_arms(document: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-_BOUNDS_STYLE: dict[str, Any] = {
-    "color": "tab:gray",
-    "markerfacecolor": "none",
-    "capsize": 2,
-    "linewidth": 0.8,
-}
-_VIEW_MARGIN = 0.5  # of the estimates' span, around them, when bounds reach further
-# Bounds of a target this much identified are narrow enough to set the view with the estimates.
-_MOSTLY_IDENTIFIED = 0.9
-
-
-def _dashed(bars: Any) -> None:  # noqa: ANN401 - matplotlib's ErrorbarContainer
-    for line in bars.lines[2]:
-        line.set_linestyle("--")
-
-
-def _frontier_bounds(ax: Axes, policy: dict[str, Any], *, label: bool = True) -> None:
-    # What the log leaves open: dashed bars over the EM and token bounds, hollow at the middle.
-    _, marker = _STYLE.get(policy["kind"], ("", "o"))
-    bars = ax.errorbar(
-        policy["tokens"],
-        policy["em"],
-        xerr=[
-            [e] for e in _error(policy["tokens"], policy["tokens_ci_low"], policy["tokens_ci_high"])
-        ],
-        yerr=[[e] for e in _error(policy["em"], policy["em_ci_low"], policy["em_ci_high"])],
-        marker=marker,
-        **_BOUNDS_STYLE,
-    )
-    _dashed(bars)
-    if label:
-        ax.annotate(
-            f"{policy['name']} (bounds)", (policy["tokens"], policy["em"]), fontsize=6, color="gray"
-        )
-
-
-def _limit_to_estimates(ax: Axes, policies: list[dict[str, Any]], estimator: str) -> bool:
-    # Bounds can span the whole outcome range: keep the estimates readable, and let the
-    # boxes run off the panel where they reach further (they say "anything in here").
-    points = [
-        p
-        for p in policies
-        if p["estimator"] == estimator
-        and p["em"] is not None
-        and (p.get("interval") != "bounds" or p.get("identified", 0.0) >= _MOSTLY_IDENTIFIED)
-    ]
-    if not points:
-        return False
-    for axis, key in ((ax.set_xlim, "tokens"), (ax.set_ylim, "em")):
-        lows = [p[f"{key}_ci_low"] if p[f"{key}_ci_low"] is not None else p[key] for p in points]
-        highs = [p[f"{key}_ci_high"] if p[f"{key}_ci_high"] is not None else p[key] for p in points]
-        span = max(max(highs) - min(lows), 1e-9)
-        axis(min(lows) - _VIEW_MARGIN * span, max(highs) + _VIEW_MARGIN * span)
-    return True
-
-
-def _arm_bounds(ax: Axes, x: float, policy: dict[str, Any]) -> None:
-    bars = ax.errorbar(
-        x,
-        policy["reward"],
-        yerr=[[e] for e in _error(policy["reward"], policy["ci_low"], policy["ci_high"])],
-        marker="o",
-        label="bounds" if x == 0 else None,
-        **_BOUNDS_STYLE,
-    )
-    _dashed(bars)
 
 
 def _arm_noun(document: dict[str, Any]) -> str:
@@ -377,75 +288,6 @@ def _warnings_cell(
 
 def _shown(document: dict[str, Any]) -> int:
     return int(document["settings"].get("replay", {}).get("warnings_shown", 3))
-
-
-def _triple(found: dict[str, Any], key: str, digits: int) -> str:
-    value, low, high = found[key]
-    if value is None:
-        return "n/a"
-    if found["interval"] == "bounds":
-        return f"between {low:,.{digits}f} and {high:,.{digits}f}"
-    return f"{value:,.{digits}f} <small>[{low:,.{digits}f}, {high:,.{digits}f}]</small>"
-
-
-def _recommendation_row(label: str, found: dict[str, Any]) -> str:
-    if found["policy"] is None:
-        return (
-            f"<tr><td>{html.escape(label)}</td><td><b>keep the logged policy</b></td>"
-            f"<td colspan=3 class=w>"
-            f"{html.escape(found['reason'].removesuffix(': keep the logged policy'))}</td></tr>"
-        )
-    return (
-        f"<tr><td>{html.escape(label)}</td><td><b>{html.escape(found['policy'])}</b></td>"
-        f"<td>{_triple(found, 'reward', 4)}</td><td>{_triple(found, 'em', 4)}</td>"
-        f"<td>{_triple(found, 'tokens', 0)}</td></tr>"
-    )
-
-
-def recommendation_html(document: dict[str, Any]) -> str:
-    """The page's opening: what to deploy, why, and what each sweep point would deploy."""
-    found = document.get("recommendation")
-    if found is None:
-        return ""
-    reward = document["settings"]["reward"]
-    configured = (
-        f"configured: em_weight={reward['em_weight']:g}, "
-        f"token_cost_per_1k={reward['token_cost_per_1k']:g}"
-    )
-    guardrail = document["settings"].get("guardrail") or {}
-    limit = guardrail.get("max_em_drop_pts")
-    constraint = (
-        f" and no segment's EM confidently more than {html.escape(str(limit))} points below "
-        "the reference arm's"
-        if limit is not None
-        else ""
-    )
-    head = (
-        "<tr><th>weights</th><th>deploy</th><th>reward [interval]</th><th>EM</th>"
-        "<th>tokens</th></tr>"
-    )
-    rows = [_recommendation_row(configured, found)]
-    rows += [
-        _recommendation_row(point["label"], point)
-        for point in document.get("sweep_recommendations", [])
-    ]
-    why = html.escape(found["reason"])
-    verdict = (
-        f"<b>Keep the logged policy</b>: {why.removesuffix(': keep the logged policy')}."
-        if found["policy"] is None
-        else f"<b>Deploy {html.escape(found['policy'])}</b>: {why}."
-    )
-    return (
-        "<h2>recommendation</h2>"
-        f"<p class=rec>{verdict}</p>"
-        f"<p class=note>The best policy whose reward's lower bound beats the logged policy's "
-        f"({html.escape(found['estimator'])}, 95% intervals or bounds){constraint}, under the "
-        "configured weights and under each sweep point's:</p>"
-        f"<table>{head}{''.join(rows)}</table>"
-        "<p class=note>Sweep rows: each point's weights applied to every policy's EM and token "
-        "estimates; their reward intervals combine the ends of those (wider than the per-row "
-        "interval of the configured weights, never narrower).</p>"
-    )
 
 
 def _traces(source: dict[str, Any]) -> str:
