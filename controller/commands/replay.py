@@ -362,15 +362,19 @@ def print_summary(document: dict[str, Any]) -> None:
         table.add_row(
             f"{name}{flag}",
             _interval(lead, "reward", 3),
-            *(_fmt(estimates[e.name]["reward"], 3) for e in others),
-            _fmt(lead["em"], 3),
-            _fmt(lead["tokens"], 0),
+            *(_middle(estimates[e.name], "reward", 3) for e in others),
+            _middle(lead, "em", 3),
+            _middle(lead, "tokens", 0),
             _fmt(lead["ess"], 0),
             "?" if lead["support"] is None else f"{lead['support']:.0%}",
             *((_observed(lead),) if with_traces else ()),
         )
         notes.extend(_ranked_notes(name, lead, _shown(document)))
     console.print(table)
+    if any(p.get("interval") == "bounds" for p in document["policies"]):
+        console.print(
+            "[bracketed] figures: bounds; ~: the middle of bounds, not an estimate", markup=False
+        )
     for note in notes:
         console.print(f"[yellow]![/yellow] {note}", highlight=False)
     learned = document["learned"]
@@ -394,6 +398,12 @@ def _observed(policy: dict[str, Any]) -> str:
     if policy["kind"] != "fixed":
         return f"{observed['share']:.0%}"
     return f"{observed['share']:.0%} ({observed['n']:,.0f})"
+
+
+def _middle(policy: dict[str, Any], key: str, digits: int) -> str:
+    # A bounded estimate's value is the middle of its bounds: marked, never read as a point.
+    shown = _fmt(policy[key], digits)
+    return f"~{shown}" if policy.get("interval") == "bounds" and policy[key] is not None else shown
 
 
 def _fmt(value: float | None, digits: int) -> str:

@@ -135,7 +135,7 @@ def recommend(
         "logged_reward": baseline,
         "reason": (
             f"its reward's lower {'bound' if policy.get('interval') == 'bounds' else 'end'} "
-            f"{reward[1]:.4f} beats the logged policy's {baseline:.4f}"
+            "{} beats the logged policy's {}".format(*_apart(reward[1], baseline))
         ),
         "guardrail_excluded": excluded,
     }
@@ -161,6 +161,15 @@ def _keep(
         "reason": reason,
         "guardrail_excluded": excluded,
     }
+
+
+def _apart(above: float, below: float) -> tuple[str, str]:
+    # Enough digits that the one shown to beat the other is seen to: 4, or more when closer.
+    for digits in range(4, 10):
+        shown = f"{above:.{digits}f}", f"{below:.{digits}f}"
+        if shown[0] != shown[1]:
+            return shown
+    return f"{above:.10g}", f"{below:.10g}"
 
 
 def weights_label(weights: dict[str, float]) -> str:
