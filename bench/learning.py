@@ -31,6 +31,14 @@ and issue 2's (bandit feedback, per seed): stopbandit's online above both
 baselines at every mark; final >= 0.97 and online >= 0.90 at the last mark
 on mixed-reasoning.
 
+The scenarios are every shipped one (controller/sim/scenarios: mixed-reasoning,
+drift-example, and token-budget, whose arms are thinking-token budgets, SCHEMA
+1.1's token_budget knob) and the held-out ones (tests/data/scenarios). On
+token-budget at cost 0.005 the oracle is the reference or ties with it in
+every segment (a budget only cuts reasoning, and cheap tokens never pay for
+the EM it costs): its gap is about 1e-4 reward, so gap closed there is noise
+over a near-zero denominator, not a learning figure.
+
     .venv/bin/python bench/learning.py                   # everything: ~830 runs, ~45 min, 2 jobs
     .venv/bin/python bench/learning.py --quick           # 1 + 1 seeds, 10k/20k, coupling 0.8
     .venv/bin/python bench/learning.py --feedback counterfactual --coupling 0.8 --seeds 1
