@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.request
+from typing import TYPE_CHECKING
 
 from daemon_fakes import (
     SEGMENT,
@@ -16,12 +17,18 @@ from daemon_fakes import (
     config,
 )
 
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.daemon.checkpoint_format import Checkpoint
+from stopbandit.controller.daemon.checkpoint_stores import DirCheckpointStore
 from stopbandit.controller.daemon.http import HttpServer
 from stopbandit.controller.daemon.loop import Daemon
-from stopbandit.controller.savings import FLEET, OTHER_SEGMENTS
+from stopbandit.controller.savings import FLEET, OTHER_SEGMENTS, savings
 from stopbandit.policies.sampling import in_control
-from stopbandit.streams.codec import encode
+from stopbandit.streams.codec import decode, encode
 from stopbandit.streams.events import Decision, Outcome
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FRACTION = 0.2
 
@@ -168,3 +175,19 @@ def test_a_checkpoint_of_another_control_group_starts_the_figures_afresh() -> No
     second.run(max_events=len(second_batch))
     document = second.savings()
     assert sum(document["fleet"]["requests"].values()) + sum(document["unmatched"].values()) == 100
+
+
+def test_the_tally_round_trips_through_a_validated_dir_checkpoint(tmp_path: Path) -> None:
+    """A real store's validated, compressed checkpoint carries the core's savings sums."""
+    cfg = config(control={"fraction": FRACTION})
+    core = ControllerCore(cfg)
+    for key, value in _messages(300):
+        core.offer(decode(key, value), 2000.0)
+    store = DirCheckpointStore(tmp_path)
+    store.save(Checkpoint("events", 0, 600, 1.0, core.snapshot(), 2000.0))
+    loaded = store.load("events", 0)
+    assert loaded is not None
+    restored = ControllerCore(cfg)
+    restored.restore(loaded.state)
+    assert savings(restored.savings).to_json() == savings(core.savings).to_json()
+    assert sum(savings(restored.savings).fleet.requests.values()) == 300
