@@ -28,7 +28,7 @@ intervals next to the model's figure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +97,8 @@ class Calibration:
         greedy: per segment, the greedy threshold at λ.
         pmf: per segment, the pmf at λ.
         curve: (λ, achieved) on the search grid, for the report's plot.
+        online_path: (time, λ, achieved) of every step the replay's own core took, when
+            the replay ran in target mode (empty otherwise).
     """
 
     metric: Metric
@@ -107,6 +109,7 @@ class Calibration:
     greedy: dict[str, float]
     pmf: dict[str, list[float]]
     curve: list[tuple[float, float]]
+    online_path: list[tuple[float, ...]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -135,6 +138,7 @@ class Calibration:
             "greedy": self.greedy,
             "pmf": self.pmf,
             "curve": [list(point) for point in self.curve],
+            "online_path": [list(row) for row in self.online_path],
         }
 
 
@@ -256,7 +260,11 @@ def calibrate_log(log: ReplayLog, text: str) -> Calibration:
         raise ValueError("--target needs learning (drop --no-learned)")
     config = log.core.config
     target = parse_target(text, config.target if config.target.enabled else None)
-    return calibrate(log.core, recent_traffic(log, config.learner.half_life), target)
+    calibration = calibrate(log.core, recent_traffic(log, config.learner.half_life), target)
+    if log.core.target is not None:  # the replay itself ran in target mode: its λ's path
+        path = [tuple(row) for row in log.core.target.report()["path"]]
+        calibration = replace(calibration, online_path=path)
+    return calibration
 
 
 def summary_lines(calibration: Calibration) -> list[str]:
