@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 from stopbandit.controller.replay.document import lead_and_others, traced
 from stopbandit.controller.replay.plot_bounds import arm_bounds, draw_bounded, limit_to_estimates
 from stopbandit.controller.replay.recommendation_html import recommendation_html
+from stopbandit.controller.replay.target_report import target_sections
 from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def plot_frontier(document: dict[str, Any], path: Path) -> None:
                 continue
             if not policy["ess"]:
                 continue  # no logged action supports it: nothing to draw
-            color, marker = _STYLE[policy["kind"]]
+            color, marker = _STYLE.get(policy["kind"], ("tab:purple", "D"))
             ax.errorbar(
                 policy["tokens"],
                 policy["em"],
@@ -329,6 +330,7 @@ def write_report(document: dict[str, Any], directory: Path) -> Path:
         ),
         _image(frontier, "EM-tokens frontier"),
         _image(arms, "reward per arm"),
+        *target_sections(document, directory),  # replay --target (replay/target_report.py)
         "<h2>overall</h2>",
         _table(document["policies"], with_traces, _shown(document)),
     ]
