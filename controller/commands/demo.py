@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 
 from stopbandit.controller.commands import StopSignals, UsageError
-from stopbandit.controller.commands.simulate import add_trace_arguments
+from stopbandit.controller.commands.simulate import add_trace_arguments, target_argument
 from stopbandit.controller.demo.run import Demo, DemoSettings
 from stopbandit.controller.demo.view import progress_table, save_plot, summary, summary_table
 from stopbandit.controller.logs import configure_logging
@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--out", type=Path, default=Path("stopbandit-demo"), help="folder for the plot and summary"
     )
+    parser.add_argument(
+        "--target",
+        type=target_argument,
+        metavar="FIELD=VALUE",
+        help="target mode: token_reduction=0.45 or max_em_drop_pts=1 (λ plotted in the PNG)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=run)
 
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             nodes=args.nodes,
             trace_share=args.trace_share,
             coupling=args.coupling,
+            target=args.target,
         )
     )
     signals = StopSignals(demo.stop)
@@ -97,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         report = demo.run(on_tick=render)
     progress = demo.progress()
-    plot = save_plot(progress, args.out / "demo.png") if progress is not None else None
+    plot = (
+        save_plot(progress, args.out / "demo.png", target=report.get("target"))
+        if progress is not None
+        else None
+    )
     result = summary(report, plot)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -206,6 +206,13 @@ class Daemon:
         """The controlled vs control figures as of the last publish (/savings)."""
         return self.outcomes.document
 
+    def target_report(self) -> dict[str, Any] | None:
+        """Target mode: λ, its target and path as partition 0 here tuned it (else None)."""
+        state = self._connected.partitions.owned.get(0) if self._connected is not None else None
+        if state is None or state.core.target is None:
+            return None
+        return state.core.target.report()
+
     def policies(self) -> dict[str, Policy]:
         """The policies this replica last published, by segment."""
         return dict(self._connected.publisher.current) if self._connected is not None else {}

@@ -70,6 +70,7 @@ class DemoSettings:
         nodes: simulated serving nodes, each following the policies topic.
         trace_share: share of requests sending counterfactual traces (None: the scenario's).
         coupling: how alike a request's outcomes at different arms are (None: the scenario's).
+        target: target mode's target (`{"token_reduction": 0.45}`), None for fixed weights.
     """
 
     scenario_path: Path
@@ -80,6 +81,7 @@ class DemoSettings:
     nodes: int = 2
     trace_share: float | None = None
     coupling: float | None = None
+    target: dict[str, float] | None = None
 
     def scenario(self) -> Scenario:
         """The scenario file, with the trace settings asked for."""
@@ -91,6 +93,7 @@ def demo_config(settings: DemoSettings, bootstrap_servers: str, workdir: Path) -
     scenario = settings.scenario()
     learning = simulation_config(scenario, None)
     suffix = uuid.uuid4().hex[:10]
+    stats_topic = f"stopbandit.demo.{suffix}.stats"
     return load_config(
         None,
         knob=learning.knob,
@@ -113,6 +116,12 @@ def demo_config(settings: DemoSettings, bootstrap_servers: str, workdir: Path) -
         publish={"interval_s": 0.1, "hmac_key": secrets.token_hex(16)},
         checkpoint={"store": "dir", "dir": str(workdir / "checkpoints"), "interval_s": 30.0},
         log={"format": "console", "level": "warning"},
+        # Target mode steps λ at every publish round: the demo's rounds are its publish points.
+        **(
+            {"target": {**settings.target, "interval_s": 1e-3, "stats_topic": stats_topic}}
+            if settings.target
+            else {}
+        ),
     )
 
 
@@ -234,6 +243,7 @@ class Demo:
             on_tick()
             # What the nodes hold now is the run's result, before the daemon's final round.
             report = fleet.report()
+            report["target"] = self.daemon.target_report()
             rounds = pacer.rounds
         finally:
             fleet.stop()

@@ -102,6 +102,12 @@ def summary(report: dict[str, Any], plot: Path | None) -> dict[str, Any]:
         "elapsed_s": report["elapsed_s"],
         "stopped_early": report["stopped_early"],
         "plot": str(plot) if plot is not None else None,
+        # Target mode: where λ ended and what it achieved (its path is in the PNG).
+        "target": (
+            {k: v for k, v in target.items() if k != "path"}
+            if (target := report.get("target"))
+            else None
+        ),
     }
 
 
@@ -118,11 +124,22 @@ def summary_table(result: dict[str, Any]) -> RenderableType:
         f"{-online['em_drop_pts']:+.2f} pts",
     )
     table.add_row("gap to the oracle closed", f"{final['gap_closed']:.3f}", "")
+    target = result.get("target")
+    if target and target["achieved"] is not None:
+        table.add_row(
+            f"target mode: {target['metric']} (target {target['target']:.1f})",
+            f"λ = {target['lambda']:.4g}",
+            f"{target['achieved']:.1f} measured over λ's last step",
+        )
     return table
 
 
-def save_plot(progress: Progress, path: Path) -> Path | None:
-    """EM and tokens per publish window and segment, with the reference dashed; None if empty."""
+def save_plot(progress: Progress, path: Path, target: dict[str, Any] | None = None) -> Path | None:
+    """EM and tokens per publish window and segment, with the reference dashed; None if empty.
+
+    In target mode (`target`: the daemon's `target_report()`), a third panel
+    plots λ's path and the achieved value against the target.
+    """
     if not progress.history:
         return None
     import matplotlib as mpl  # noqa: PLC0415 - heavy, and only the demo's end needs it
@@ -130,7 +147,10 @@ def save_plot(progress: Progress, path: Path) -> Path | None:
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    figure, (em_axis, token_axis) = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
+    rows = 3 if target and target["path"] else 2
+    figure, axes = plt.subplots(rows, 1, figsize=(12, 4 * rows))
+    em_axis, token_axis = axes[0], axes[1]
+    token_axis.sharex(em_axis)
     x = [interactions for interactions, _ in progress.history]
     colours = plt.get_cmap("tab10")
     for index, segment in enumerate(progress.segments):
@@ -152,8 +172,24 @@ def save_plot(progress: Progress, path: Path) -> Path | None:
     token_axis.set_xlabel("requests")
     em_axis.set_title("stopbandit demo: played (solid) vs never stopping early (dashed)")
     em_axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if rows == 3:  # noqa: PLR2004 - the target panel
+        assert target is not None  # noqa: S101 - rows says so
+        plot_lambda(axes[2], target)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_lambda(axis: Any, target: dict[str, Any]) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """λ's path (left axis) and the achieved value against the target (right), per step."""
+    steps = list(range(1, len(target["path"]) + 1))
+    axis.plot(steps, [row[1] for row in target["path"]], color="tab:red", label="λ")
+    axis.set_ylabel("token_cost_per_1k λ", color="tab:red")
+    axis.set_xlabel("λ steps (one per publish round)")
+    achieved = axis.twinx()
+    achieved.plot(steps, [row[2] for row in target["path"]], color="tab:blue", alpha=0.5)
+    achieved.axhline(target["target"], color="tab:blue", ls="--")
+    achieved.set_ylabel(f"{target['metric']} (points; target dashed)", color="tab:blue")
+    axis.set_title("target mode: λ tuned so the fleet meets the target")
