@@ -242,6 +242,16 @@ def print_report(report: dict[str, Any]) -> None:
         f"{best['reward']:.4f}",
     )
     console.print(summary)
+    target = report.get("target")
+    if target is not None:
+        steady = [b["true_achieved"] for b in target["blocks"][len(target["blocks"]) // 2 :]]
+        truth = f"{sum(steady) / len(steady):.2f}" if steady else "n/a"
+        console.print(
+            f"target mode: {target['metric']} target {target['target']:.2f} pts; "
+            f"token_cost_per_1k λ = {target['lambda']:.4g} after {target['updates']} steps; "
+            f"measured over the last step {target['achieved'] or 0.0:.2f} pts, "
+            f"true over the second half of the run {truth} pts"
+        )
     if "control" in report:
         print_control(console, report["control"])
 
