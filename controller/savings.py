@@ -1,25 +1,18 @@
 """What the policies earn: EM and tokens of controlled traffic against the control group (pure).
 
-A request is in the control group when `policies.sampling.in_control` says so
-for its request_id and the configured fraction: the controller recomputes
-membership, nodes do not flag it. Controlled traffic is every other request a
-policy served (policy_version > 0). Neither counts: decisions of a node that
-knew no policy (version 0, its configured fallback), and control-group
-members not served at the control arm (a node that does not implement the
-control group, or a fraction that changed under it), counted apart.
+Who is in which group, and the sums per segment, are `controller.savings_tally`'s
+(its names are re-exported here). Membership is independent of the request
+(a hash of its id), so the plain difference of the two groups' means is
+unbiased for what serving every request by the policies, rather than at the
+control arm, changes per request; its standard error is sqrt(v1/n1 + v0/n0).
+Fleet-wide, segments differ far more than the two groups do (tokens vary
+tenfold between segments), so the fleet figure is post-stratified: each
+segment's difference weighted by its share of traffic, segments with too few
+requests in either group pooled into one stratum. Token reduction,
+1 - tokens1/tokens0, gets its standard error from the delta method.
 
-Membership is independent of the request (a hash of its id), so the plain
-difference of the two groups' means is unbiased for what serving every
-request by the policies, rather than at the control arm, changes per
-request; its standard error is sqrt(v1/n1 + v0/n0). Fleet-wide, segments
-differ far more than the two groups do (tokens vary tenfold between
-segments), so the fleet figure is post-stratified: each segment's difference
-weighted by its share of traffic, segments with too few requests in either
-group pooled into one stratum. Token reduction, 1 - tokens1/tokens0, gets its
-standard error from the delta method.
-
-Everything takes interactions as arguments: the daemon, `stopbandit report`
-and `simulate` share it.
+Everything takes tallies or interactions as arguments: the daemon,
+`stopbandit report` and `simulate` share it.
 """
 
 from __future__ import annotations
@@ -111,8 +104,8 @@ class Comparison:
 
     Attributes:
         requests: requests per group.
-        em: mean EM per group.
-        tokens: mean tokens per group.
+        em: mean EM per group (fleet-wide: weighted by segment like the differences).
+        tokens: mean tokens per group (weighted the same way).
         em_change_pts: controlled minus control EM, in points (100 * EM).
         tokens_change: controlled minus control tokens per request.
         token_reduction: 1 - controlled tokens / control tokens.
@@ -146,26 +139,40 @@ def _ratio_reduction(t1: float, var1: float, t0: float, var0: float) -> Differen
 
 
 def _figures(strata: list[tuple[float, SegmentTally]], pooled: SegmentTally) -> Comparison:
-    """Post-stratified differences over `strata` (weight, tally); `pooled` gives the means."""
-    em_diff = em_var = tok_diff = tok_var = t1 = t0 = var1 = var0 = 0.0
+    """Post-stratified means and differences over `strata` (weight, tally).
+
+    The means are the strata's, weighted like the differences, so a row's
+    difference is the difference of its means; without strata (too few
+    requests), the pooled means of `pooled` and no difference.
+    """
+    em1 = em0 = em_var = t1 = t0 = var1 = var0 = 0.0
     for weight, tally in strata:
         c1, c0 = tally.controlled, tally.control
         w2 = weight * weight
-        em_diff += weight * (c1.mean_em() - c0.mean_em())
+        em1 += weight * c1.mean_em()
+        em0 += weight * c0.mean_em()
         em_var += w2 * (c1.var_em() / c1.n + c0.var_em() / c0.n)
         t1 += weight * c1.mean_tokens()
         t0 += weight * c0.mean_tokens()
         var1 += w2 * c1.var_tokens() / c1.n
         var0 += w2 * c0.var_tokens() / c0.n
-    tok_diff, tok_var = t1 - t0, var1 + var0
-    known = bool(strata)
+    requests = {g: pooled.group(g).n for g in GROUPS}
+    if not strata:
+        return Comparison(
+            requests=requests,
+            em={g: pooled.group(g).mean_em() for g in GROUPS},
+            tokens={g: pooled.group(g).mean_tokens() for g in GROUPS},
+            em_change_pts=_UNKNOWN,
+            tokens_change=_UNKNOWN,
+            token_reduction=_UNKNOWN,
+        )
     return Comparison(
-        requests={g: pooled.group(g).n for g in GROUPS},
-        em={g: pooled.group(g).mean_em() for g in GROUPS},
-        tokens={g: pooled.group(g).mean_tokens() for g in GROUPS},
-        em_change_pts=Difference(100 * em_diff, 100 * math.sqrt(em_var)) if known else _UNKNOWN,
-        tokens_change=Difference(tok_diff, math.sqrt(tok_var)) if known else _UNKNOWN,
-        token_reduction=_ratio_reduction(t1, var1, t0, var0) if known else _UNKNOWN,
+        requests=requests,
+        em={CONTROLLED: em1, CONTROL: em0},
+        tokens={CONTROLLED: t1, CONTROL: t0},
+        em_change_pts=Difference(100 * (em1 - em0), 100 * math.sqrt(em_var)),
+        tokens_change=Difference(t1 - t0, math.sqrt(var1 + var0)),
+        token_reduction=_ratio_reduction(t1, var1, t0, var0),
     )
 
 
