@@ -132,6 +132,10 @@ def test_fleet_is_stratified_by_segment() -> None:
     pooled.merge(cheap)
     pooled.merge(costly)
     assert compare(pooled).tokens_change.estimate < -200  # what stratification avoids
+    # The fleet's means are weighted like its difference: the difference is theirs.
+    assert fleet.tokens[CONTROLLED] - fleet.tokens[CONTROL] == pytest.approx(-100.0)
+    # Weights are each segment's share of all compared requests: 12 and 18 of 30.
+    assert fleet.tokens[CONTROLLED] == pytest.approx((12 * 100 + 18 * 1000) / 30)
 
 
 def test_top_segments_by_traffic_and_the_rest_pooled() -> None:
