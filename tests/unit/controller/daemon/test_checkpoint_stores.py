@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 from daemon_fakes import config, interaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.daemon.checkpoint_stores import (
@@ -465,3 +467,33 @@ def test_kafka_store_reads_a_manifest_of_the_single_key_layout(monkeypatch):
     store.save(checkpoint_of(learned_core(3), 6))  # generation 2 goes to slot 0
     assert outbox.log[-1].key == b"g/events/0/0"
     assert kafka_store(outbox, monkeypatch, chunk_bytes=256).load("events", 0).offset == 6
+
+
+_VALID_BLOB = Checkpoint("events", 0, 2, 1.0, ControllerCore(config()).snapshot(), 1.0).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_decode_of_any_damage_is_a_checkpoint_or_a_corrupt_checkpoint_error(data):
+    """Random bytes, or a valid checkpoint cut, flipped or spliced: never another exception."""
+    blob = _VALID_BLOB
+    damage = data.draw(st.sampled_from(["random", "cut", "flip", "splice"]))
+    if damage == "random":
+        blob = data.draw(st.binary(max_size=2048))
+    elif damage == "cut":
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    elif damage == "flip":
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob = blob[:at] + bytes([blob[at] ^ data.draw(st.integers(1, 255))]) + blob[at + 1 :]
+    else:
+        at = data.draw(st.integers(0, len(blob)))
+        blob = blob[:at] + data.draw(st.binary(min_size=1, max_size=64)) + blob[at:]
+    outcome = _decoded_or_error(blob)
+    assert isinstance(outcome, Checkpoint) or (outcome.partition == 0 and outcome.reason)
+
+
+def _decoded_or_error(blob: bytes) -> Checkpoint | CorruptCheckpointError:
+    try:
+        return Checkpoint.decode("events", 0, blob)
+    except CorruptCheckpointError as error:
+        return error
