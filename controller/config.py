@@ -333,6 +333,14 @@ class StopbanditConfig(BaseSettings):
                 f"the greedy one = {floors:g} exceeds exploration.max_explore "
                 f"{self.exploration.max_explore:g} (lower the floor or raise the cap)"
             )
+        share = self.guardrail.reference_share
+        if self.guardrail.max_em_drop_pts is not None and floors + share > (
+            self.exploration.max_explore + 1e-12
+        ):
+            raise ValueError(
+                f"guardrail.reference_share: {share:g} on top of the floors ({floors:g}) "
+                f"exceeds exploration.max_explore {self.exploration.max_explore:g}"
+            )
         return self
 
     @model_validator(mode="after")

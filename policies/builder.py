@@ -122,7 +122,14 @@ class PolicyBuilder:
             free_below=beliefs.trace_share,
             blocked=self.blocked(beliefs, segment),
             over_limit=self.over_limit(beliefs, segment),
+            yardstick=self.yardstick(segment),
         )
+
+    def yardstick(self, segment: str | None = None) -> tuple[int, float] | None:
+        """The reference arm and its least share where a guardrail applies to `segment`."""
+        if self.guardrail.drop_pts_for(segment) is None or self.reference_arm is None:
+            return None
+        return self.reference_arm, self.guardrail.reference_share
 
     def over_limit(
         self, beliefs: ArmBeliefs, segment: str | None = None

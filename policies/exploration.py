@@ -191,6 +191,7 @@ def explore(
     free_below: float = 0.0,
     blocked: NDArray[np.bool_] | None = None,
     over_limit: NDArray[np.bool_] | None = None,
+    yardstick: tuple[int, float] | None = None,
 ) -> Exploration:
     """Turn per-arm reward beliefs into a pmf.
 
@@ -206,6 +207,8 @@ def explore(
         blocked: arms that may not be greedy and get at most `floor` (the guardrail).
         over_limit: arms that may be explored but not be greedy (the guardrail: their
             estimated EM drop is over its limit); the default arm is exempt.
+        yardstick: (arm, share): an arm kept at least at `share` (within the cap), the
+            guardrail's reference, whose EM every drop is measured against.
 
     Returns:
         The pmf (sums to 1), the greedy arm, and P(best) per arm.
@@ -256,7 +259,11 @@ def explore(
             pmf[k] = max(pmf[k], guarantee)
     pmf[greedy] = 0.0
     pmf = np.where(blocked, np.minimum(pmf, floor), pmf)
-    pmf = _capped(pmf, np.minimum(pmf, floor), config.max_explore)
+    kept = np.minimum(pmf, floor)
+    if yardstick is not None and yardstick[0] != greedy:
+        # Unmeasured, the reference's EM would stay at its early noise, and so every drop.
+        pmf[yardstick[0]] = kept[yardstick[0]] = max(pmf[yardstick[0]], yardstick[1])
+    pmf = _capped(pmf, kept, config.max_explore)
     pmf[greedy] = max(1.0 - pmf.sum(), 0.0)
     pmf /= pmf.sum()
     return Exploration(pmf=pmf, greedy=greedy, p_best=p_best)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DropPts = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 # "*" in a per-segment mapping: the δ of every segment the mapping does not name (and of `*`).
 OTHER_SEGMENTS = "*"
+DEFAULT_REFERENCE_SHARE = 0.03
 
 
 class GuardrailConfig(BaseModel):
@@ -42,12 +43,18 @@ class GuardrailConfig(BaseModel):
             (`"*"` for the segments it does not name; unnamed ones are unconstrained
             without it), or None for no guardrail.
         confidence: one-sided confidence at which an arm's drop must exceed δ to be blocked.
+        reference_share: least probability of the reference arm in a guarded segment's
+            policy (within exploration.max_explore), so the EM every drop is measured
+            against keeps being measured; 0 when the control group serves the reference.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_em_drop_pts: DropPts | dict[str, DropPts] | None = None
     confidence: Annotated[float, Field(ge=0.5, lt=1.0, allow_inf_nan=False)] = 0.95
+    reference_share: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = (
+        DEFAULT_REFERENCE_SHARE
+    )
 
     def drop_pts_for(self, segment: str | None) -> float | None:
         """δ of `segment` in EM points (None: not constrained); None segment is `*`'s."""

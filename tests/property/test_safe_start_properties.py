@@ -5,7 +5,8 @@ Whatever the beliefs, weights, traces and (valid) exploration settings:
 - until a segment has evidence (no arm but the default supported), the
   default arm is greedy, so it keeps that mass, and only its neighbours are
   explored;
-- an arm the guardrail blocks is never greedy and gets at most the floor;
+- an arm the guardrail blocks is never greedy and gets at most the floor,
+  and the reference arm keeps `reference_share` (its EM is the yardstick);
   one whose estimated drop is over the limit is not greedy either (unless it
   is the default arm, today's threshold, and not blocked).
 """
@@ -144,6 +145,10 @@ def test_blocked_arms_get_at_most_the_floor_and_are_never_greedy(
     assert result.pmf[result.greedy] >= 1.0 - config.max_explore - TOLERANCE
     over = over_limit(beliefs.em, beliefs.em_cov, REFERENCE, guardrail.max_em_drop_pts)
     assert not over[result.greedy] or result.greedy == default
+    # The yardstick: the reference keeps its share, as the config guarantees it fits the cap.
+    fits = config.floor * (K - 1) + guardrail.reference_share <= config.max_explore
+    if fits and result.greedy != REFERENCE:
+        assert result.pmf[REFERENCE] >= guardrail.reference_share - TOLERANCE
 
 
 @given(arm_beliefs(evidence=False), st.integers(0, K - 1))

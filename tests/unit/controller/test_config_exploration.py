@@ -61,3 +61,15 @@ def test_bad_guardrail_values_name_their_field(section: dict, field: str) -> Non
     with pytest.raises(ConfigError) as raised:
         load_config(**section)
     assert any(name.startswith(field) for name, _ in raised.value.errors)
+
+
+def test_the_reference_share_must_fit_the_cap_with_the_floors() -> None:
+    """A guardrail's reference share on top of the floors over the cap: refused, named."""
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            exploration={"max_explore": 0.05},
+            guardrail={"max_em_drop_pts": 1.0, "reference_share": 0.03},
+        )
+    assert [field for field, _ in raised.value.errors] == ["guardrail.reference_share"]
+    # Without a limit, the share is unused and nothing is refused.
+    assert load_config(exploration={"max_explore": 0.05}, guardrail={"reference_share": 0.03})
