@@ -18,6 +18,10 @@ coordinator of our own. At every publish round each replica:
    builds its policies with the same weights (a replica that has not seen a
    `*` yet keeps the λ its checkpoint restored).
 
+Partition 0's checkpoint holds λ with the sums it was stepped from; a step
+taken after its last checkpoint (a round with no new events) is taken again
+after a restart, from the same interval.
+
 The sum over partitions adds cumulative sums, so it needs no clock agreement;
 a partition whose sums go backwards (restored from an older checkpoint)
 restarts the controller's interval instead of stepping on a negative one.
