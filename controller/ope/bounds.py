@@ -65,6 +65,21 @@ def observation_weights(
     return weights
 
 
+def group_sums(
+    values: NDArray[np.float64], group: NDArray[np.int64], n_groups: int
+) -> NDArray[np.float64]:
+    """Σ over each group's rows of an (n, K) matrix, shape (n_groups, K).
+
+    One bincount per column: numpy's `add.at` is an order of magnitude slower, and this
+    runs per target and scope.
+    """
+    matrix = np.asarray(values, dtype=np.float64)
+    sums = np.empty((n_groups, matrix.shape[1]))
+    for k in range(matrix.shape[1]):
+        sums[:, k] = np.bincount(group, weights=matrix[:, k], minlength=n_groups)
+    return sums
+
+
 def cell_ess(
     weights: NDArray[np.float64], group: NDArray[np.int64], n_groups: int
 ) -> NDArray[np.float64]:
@@ -80,10 +95,8 @@ def cell_ess(
     """
     groups = _checks.indices("group", group, n_groups)
     w = np.asarray(weights, dtype=np.float64)
-    total = np.zeros((n_groups, w.shape[1]))
-    squares = np.zeros((n_groups, w.shape[1]))
-    np.add.at(total, groups, w)
-    np.add.at(squares, groups, w * w)
+    total = group_sums(w, groups, n_groups)
+    squares = group_sums(w * w, groups, n_groups)
     ess: NDArray[np.float64] = np.divide(
         total * total, squares, out=np.zeros_like(total), where=squares > 0.0
     )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stopbandit.controller.ope import Estimate
-from stopbandit.controller.ope.bounds import bounded
+from stopbandit.controller.ope.bounds import bounded, group_sums
 from stopbandit.streams.arms import arm_label
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ def bounds_note(
     """
     segments, arms = names
     cell_ok = support.cells[traced][segment]
-    by_cell = np.zeros((len(segments), len(arms)))
-    np.add.at(by_cell, segment, np.where(~cell_ok, pmf, 0.0))
-    by_cell /= pmf.shape[0]
+    by_cell = group_sums(np.where(~cell_ok, pmf, 0.0), segment, len(segments)) / pmf.shape[0]
     cells = [
         f"{segments[g]} @ {arm_label(arms[a])} ({by_cell[g, a]:.1%})"
         for g, a in sorted(zip(*np.nonzero(by_cell > 0.0), strict=True), key=lambda c: -by_cell[c])

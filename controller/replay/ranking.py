@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import numpy as np
+from stopbandit.controller.ope.bounds import group_sums
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    import numpy as np
     from numpy.typing import NDArray
 
 _CELL = re.compile(r"group (\d+) arm (\d+)")
@@ -39,9 +40,7 @@ def cell_mass(
     """The target's mass per (group, arm) cell as a share of its whole mass in the scope."""
     if pmf is None:
         return None
-    mass = np.zeros((n_groups, pmf.shape[1]))
-    np.add.at(mass, group, pmf)
-    share: NDArray[np.float64] = mass / max(pmf.shape[0], 1)
+    share: NDArray[np.float64] = group_sums(pmf, group, n_groups) / max(pmf.shape[0], 1)
     return share
 
 

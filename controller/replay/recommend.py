@@ -23,6 +23,7 @@ recommendation is conservative, and labelled with its weights.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 _KEYS = ("reward", "em", "tokens")
@@ -123,6 +124,7 @@ def recommend(
         )
         return _keep(estimator, used, baseline, reason, excluded)
     _, policy, reward = best
+    lower = reward[1] if reward[1] is not None else math.nan  # a qualifier has one
     return {
         "policy": policy["name"],
         "estimator": estimator,
@@ -135,7 +137,7 @@ def recommend(
         "logged_reward": baseline,
         "reason": (
             f"its reward's lower {'bound' if policy.get('interval') == 'bounds' else 'end'} "
-            "{} beats the logged policy's {}".format(*_apart(reward[1], baseline))
+            "{} beats the logged policy's {}".format(*_apart(lower, baseline))
         ),
         "guardrail_excluded": excluded,
     }
