@@ -59,3 +59,13 @@ def test_bad_targets_are_usage_errors(log, args, reason):
     result = stopbandit("replay", log, *args)
     assert result.returncode == 2
     assert reason in result.stderr
+
+
+def test_report_has_the_target_section(log, tmp_path):
+    """--report adds the calibration's plot and λ to the HTML page."""
+    result = stopbandit("replay", log, "--target", "token_reduction=0.45", "--report", tmp_path)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "index.html").read_text()
+    assert "<h2>target mode</h2>" in page
+    assert "token_cost_per_1k λ =" in page
+    assert (tmp_path / "target.png").stat().st_size > 0
