@@ -222,10 +222,16 @@ class TargetConfig(_Section):
                 "exactly one of token_reduction and max_em_drop_pts must be set, "
                 f"got {self.token_reduction} and {self.max_em_drop_pts}"
             )
-        if not self.enabled and self.model_fields_set:
+        # Set to their defaults (a dumped config read back) they say nothing: not an error.
+        tuned = {
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) != type(self).model_fields[name].default
+        }
+        if not self.enabled and tuned:
             raise ValueError(
                 "exactly one of token_reduction and max_em_drop_pts must be set "
-                f"(got only {', '.join(sorted(self.model_fields_set))})"
+                f"(got only {', '.join(sorted(tuned))})"
             )
         if self.lambda_min >= self.lambda_max:
             raise ValueError(
