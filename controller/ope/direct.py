@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stopbandit.controller.ope import _checks, intervals
+from stopbandit.controller.ope.bounds import group_sums
 from stopbandit.controller.ope.estimate import Estimate
 
 if TYPE_CHECKING:
@@ -76,19 +77,16 @@ def direct(
         ValueError: On inconsistent shapes or non-finite observed outcomes.
     """
     pmf = _checks.target_pmf(target_pmf, partial=partial)
-    n, n_arms = pmf.shape
+    n = pmf.shape[0]
     seen = _checks.observed(observed, pmf.shape)
     values = np.where(seen, _checks.observed_values("y", y, seen), 0.0)
     groups = _checks.indices("group", group)
     _checks.same_length(target_pmf=pmf, group=groups)
     level = _checks.confidence(confidence)
     n_groups = int(groups.max()) + 1
-    mass = np.zeros((n_groups, n_arms))
-    np.add.at(mass, groups, pmf)
-    count = np.zeros((n_groups, n_arms))
-    np.add.at(count, groups, seen.astype(np.float64))
-    total = np.zeros((n_groups, n_arms))
-    np.add.at(total, groups, values)
+    mass = group_sums(pmf, groups, n_groups)
+    count = group_sums(seen.astype(np.float64), groups, n_groups)
+    total = group_sums(values, groups, n_groups)
     mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     scale = np.divide(mass, count, out=np.zeros_like(mass), where=count > 0)
     weights = (seen * scale[groups]).sum(axis=1)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stopbandit.controller.ope import _checks, intervals
+from stopbandit.controller.ope.bounds import group_sums
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -153,14 +154,12 @@ def graph_support_warnings(
 ) -> tuple[str, ...]:
     """One warning per (group, arm) cell the target plays but no weighted row observed."""
     pmf = np.asarray(target_pmf, dtype=np.float64)
-    n, n_arms = pmf.shape
+    n = pmf.shape[0]
     groups = np.zeros(n, np.int64) if group is None else _checks.indices("group", group)
     _checks.same_length(target_pmf=pmf, group=groups)
     n_groups = int(groups.max()) + 1
-    mass = np.zeros((n_groups, n_arms))
-    np.add.at(mass, groups, pmf)
-    seen = np.zeros((n_groups, n_arms))
-    np.add.at(seen, groups, weights > 0.0)
+    mass = group_sums(pmf, groups, n_groups)
+    seen = group_sums((weights > 0.0).astype(np.float64), groups, n_groups)
     counts = np.bincount(groups, minlength=n_groups)
     found = []
     for g, a in zip(*np.nonzero((mass > 0.0) & (seen == 0)), strict=True):

@@ -158,8 +158,9 @@ def support_warnings(
     _checks.same_length(target_pmf=pmf, arm=arms, group=groups)
     n_groups = int(groups.max()) + 1
     logged = np.bincount(groups * n_arms + arms, minlength=n_groups * n_arms)
-    mass = np.zeros((n_groups, n_arms))
-    np.add.at(mass, groups, pmf)
+    mass = np.empty((n_groups, n_arms))
+    for k in range(n_arms):  # one bincount per arm: numpy's add.at is far slower
+        mass[:, k] = np.bincount(groups, weights=pmf[:, k], minlength=n_groups)
     rows = np.bincount(groups, minlength=n_groups)
     missing = (mass.ravel() > 0.0) & (logged == 0)
     found = []
