@@ -107,6 +107,13 @@ class FleetStats:
         self._reader = reader
         self._metrics = metrics
         self.latest: dict[int, Totals] = {}
+        if config.control.fraction == 0.0:
+            # The target is measured against the reference arm, which the policies stop
+            # playing once λ moves them off it (docs/operations.md, target mode).
+            log.warning(
+                "target.no_control_group",
+                fix="set control.fraction (0.05 recommended) so the reference stays measured",
+            )
         self.fleet_lambda: float | None = None
         self.fleet_achieved: float | None = None
 
