@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from stopbandit.controller.config import StopbanditConfig
     from stopbandit.controller.core import ControllerCore
     from stopbandit.controller.daemon.metrics import Metrics
+    from stopbandit.policies.builder import ArmBeliefs
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,8 @@ class Publisher:
         # The `*` policy this replica issued: built here, from every core's estimates.
         self._fallback = PolicyBook()
         self._in_flight: dict[tuple[str, int], Policy] = {}
+        # Arms the guardrail held back when each segment's last policy was built.
+        self._blocked: dict[str, int] = {}
         self.last_version = 0
         self.current: dict[str, Policy] = {}
 
@@ -103,6 +106,8 @@ class Publisher:
             issued += core.build_policies(wall_s, force=force, estimates=own, with_fallback=False)
             floor = core.book.last_version
             estimates.update(own)
+        for policy in issued:
+            self._count_blocked(policy.segment, estimates[policy.segment])
         if with_fallback and cores:
             self._fallback.raise_to(floor)
             beliefs = fallback_beliefs(cores[0][0].learner, estimates)
@@ -117,9 +122,14 @@ class Publisher:
             )
             if fallback is not None:
                 issued.append(fallback)
+                self._count_blocked(FALLBACK_SEGMENT, beliefs)
             floor = self._fallback.last_version
         self.last_version = floor
         return issued
+
+    def _count_blocked(self, segment: str, beliefs: ArmBeliefs) -> None:
+        blocked = self._builder.blocked(beliefs, segment)
+        self._blocked[segment] = 0 if blocked is None else int(blocked.sum())
 
     def send(self, policies: list[Policy]) -> None:
         """Sign (if a key is configured) and queue each policy, keyed by its segment."""
@@ -135,6 +145,8 @@ class Publisher:
             self.current[policy.segment] = self._in_flight.pop((policy.segment, policy.version))
             self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
             self._metrics.exploration_share.labels(policy.segment).set(exploration_share(policy))
+            blocked = self._blocked.get(policy.segment, 0)
+            self._metrics.guardrail_blocked_arms.labels(policy.segment).set(blocked)
             self._metrics.policy_version.labels(policy.segment).set(policy.version)
         # A failed round's policies are built again (forced), never delivered as they were.
         self._in_flight.clear()
