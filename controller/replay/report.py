@@ -240,13 +240,20 @@ def _table(policies: list[dict[str, Any]], with_traces: bool, shown: int = 3) ->
             seen = f"<td>{o['share']:.1%}: {o['n']:,.0f} ({o['traced']:,.0f})</td>"
         rows.append(
             f"<tr><td>{html.escape(p['name'])}</td><td>{html.escape(p['estimator'])}</td>"
-            f"<td>{_cell(p['reward'])}</td>"
+            f"<td>{_middle(p, 'reward')}</td>"
             f"<td>{_interval_cell(p)}</td>"
-            f"<td>{_cell(p['em'])}</td><td>{_cell(p['tokens'], 1)}</td>"
+            f"<td>{_middle(p, 'em')}</td><td>{_middle(p, 'tokens', 1)}</td>"
             f"<td>{_cell(p['ess'], 1)}</td><td>{_cell(p['max_weight'], 2)}</td>"
             f"<td>{_cell(p['support'], 3)}</td>{seen}{warnings}</tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _middle(policy: dict[str, Any], key: str, digits: int = 4) -> str:
+    # A bounded estimate's value is the middle of its bounds: marked, never read as a point.
+    if policy.get("interval") == "bounds" and policy[key] is not None:
+        return f"<i title='the middle of bounds'>~{_cell(policy[key], digits)}</i>"
+    return _cell(policy[key], digits)
 
 
 def _interval_cell(policy: dict[str, Any]) -> str:
