@@ -7,7 +7,8 @@ Layout (every number a float, NaN and infinities as null):
                         mismatched}, "pending_at_end", "interactions",
                "traces": {"kept", "incomplete", "dropped": {reason: n}}},  # with traces
      "settings": {"arms", "reward", "publish_every", "learned", "folds", "fold_seed",
-                  "confidence"},
+                  "confidence", "replay" (min_ess, em_bounds, token_bounds,
+                  warnings_shown), "guardrail" (max_em_drop_pts, confidence)},
      "policies": [<policy>, ...],                    # overall
      "segments": {segment: {"n", "policies": [<policy>, ...],
                             "learned": {"greedy", "pmf", "em", "tokens", "n", "reward"} | null}},
