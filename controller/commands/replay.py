@@ -21,7 +21,6 @@ from stopbandit.controller.replay.calibrate import (
     Calibration,
     add_target_argument,
     calibrate_log,
-    parse_target,
     summary_lines,
 )
 from stopbandit.controller.replay.document import build_document, lead_and_others, traced
@@ -134,7 +133,6 @@ def _check(args: argparse.Namespace) -> Sweep | None:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     try:
-        _ = parse_target(args.target) if args.target else None
         return Sweep.parse(args.sweep) if args.sweep else None
     except ValueError as error:
         raise UsageError(str(error)) from None

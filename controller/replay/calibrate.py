@@ -27,6 +27,7 @@ intervals next to the model's figure.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,6 @@ from stopbandit.controller.targets import POINTS, metric_of, target_points
 from stopbandit.streams.events import RewardWeights
 
 if TYPE_CHECKING:
-    import argparse
-
     from numpy.typing import NDArray
 
     from stopbandit.controller.core import ControllerCore
@@ -57,10 +56,20 @@ def add_target_argument(parser: argparse.ArgumentParser) -> None:
     """`--target FIELD=VALUE` on the replay command."""
     parser.add_argument(
         "--target",
+        type=_target_text,
         metavar="FIELD=VALUE",
         help="calibrate the token cost to a target on the log: token_reduction=0.30 or "
         "max_em_drop_pts=1 (prints λ and the per-segment arms it gives)",
     )
+
+
+def _target_text(text: str) -> str:
+    # Checked when the arguments are parsed, before a long replay; kept as text.
+    try:
+        parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def parse_target(text: str, base: TargetConfig | None = None) -> TargetConfig:
