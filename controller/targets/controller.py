@@ -10,11 +10,13 @@ from stopbandit.controller.targets.measure import POINTS, Metric, Totals
 
 if TYPE_CHECKING:
     from stopbandit.controller.config import TargetConfig
+
+# Steps kept for plots and reports (about a day at one step per 10 s).
 HISTORY_SIZE = 10_000
 
 # Per-metric default gains (integral, proportional), in e-folds of λ per point of error.
-# A point of token reduction moves with λ some ten times faster than a point of EM, so
-# the EM target steps more per point. No proportional term by default: with the one
+# An e-fold of λ moves token reduction by some ten times more points than EM, so the EM
+# budget steps more per point of error. No proportional term by default: with the one
 # publish of delay between a step and its effect, k_p makes the loop unstable on steep
 # plants (z² - (1 - s(k_i + k_p)) z - s·k_p has a root outside the unit circle once
 # s(k_i + 2 k_p) > 2, s the plant's slope in points per e-fold), and a dual variable
