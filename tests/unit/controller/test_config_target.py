@@ -63,3 +63,11 @@ def test_bad_sections_name_field_and_reason(
     errors = errors_of(target=section)
     assert [f for f, _ in errors] == [field]
     assert reason in errors[0][1]
+
+
+def test_a_dumped_config_reads_back() -> None:
+    """The section at its defaults (as model_dump writes it) is no target-less tuning."""
+    dumped = load_config().model_dump(mode="json")
+    assert not load_config(**dumped).target.enabled
+    dumped["target"]["token_reduction"] = 0.3
+    assert load_config(**dumped).target.enabled
