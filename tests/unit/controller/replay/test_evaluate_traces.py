@@ -151,3 +151,22 @@ def test_the_report_has_an_observed_column_and_counts_the_traces(traced, tmp_pat
     assert page.count("<th>observed (traced)</th>") == 1 + len(document["segments"])
     assert "Counterfactual traces: 3 kept (0 incomplete), 0 dropped" in page
     assert "<td>80.0%: 4 (3)</td>" in page
+
+
+def test_support_counts_what_traces_observed_for_the_estimators_that_read_them():
+    """Traces count as support for the estimators that read them, not for DR.
+
+    Segment a at 0.5: played once (r2, 1/0.25: ESS 1), observed thrice (r1 and r3 traced with
+    P = 1, and r2: weights 1, 1, 4, ESS 36/18 = 2). With min_ess 2 the direct estimate and graph
+    DR of fixed:0.5 in segment a are estimated; DR, which sees only the played arm, is bounded.
+    """
+    log = replay(raw(LINES), CONFIG, learn=False)
+    evaluation = evaluate(
+        log, fixed_targets(log), CONFIG.reward, settings=ReplaySettings(min_ess=2.0)
+    )
+    assert evaluation.find("fixed:0.5", "direct", "a").reward.interval == "wald"
+    assert evaluation.find("fixed:0.5", "dr_graph", "a").reward.interval == "wald"
+    dr = evaluation.find("fixed:0.5", "dr", "a")
+    assert dr.reward.interval == "bounds"
+    assert dr.reward.identified == pytest.approx(0.0)
+    assert "barely played" in dr.warnings[0]
