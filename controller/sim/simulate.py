@@ -324,12 +324,14 @@ class Simulation:
             if self.truth.arms[k] != policy.greedy:
                 self._tally.explored += 1
             pmf = list(zip(policy.arms, served, strict=True))
-        decision = Decision(
+        # Built, not validated, as `Requests.outcome` builds outcomes; the context is copied
+        # as validation would, so no event shares the truth's dict.
+        decision = Decision.model_construct(
             v=1,
             request_id=request.request_id,
             ts=request.ts,
             segment=request.key,
-            context=request.features,
+            context=dict(request.features),
             threshold=self.truth.arms[k],
             probability=probability,
             policy_version=version,
