@@ -1,12 +1,13 @@
 """The EM guardrail on long-answers, whose long-form segment's reward-best arm loses 7 EM points.
 
-Fixed seed, token cost 0.02, counterfactual traces (share 1, coupling 0.8),
-100k interactions, `guardrail.max_em_drop_pts: 1`. Measured on seeds 1-3
-(bench/guardrail.py): every final greedy arm within 1 point (long-form at
-0.95, 0.6 points); long-form's online drop 0.58-0.62 points against 1 + its
+Fixed seed, token cost 0.02, 100k interactions, `guardrail.max_em_drop_pts: 1`,
+with counterfactual traces (share 1, coupling 0.8) and with one outcome per
+request. Measured on seeds 1-3 (bench/guardrail.py): every final greedy arm
+within 1 point (long-form at 0.95, 0.6 points); long-form's online drop
+0.46-0.66 points with traces and 0.94-1.15 without, against 1 + its
 0.78-point half-width; final gap closed against the guardrailed oracle
-0.993-1.000. Without the guardrail the same runs end long-form at 0.7
-(7.0 points down), so the checks can fail.
+0.993-1.000 with traces, 0.967-1.000 without. Without the guardrail the
+same runs end long-form at 0.7 (7.0 points down), so the checks can fail.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ SEED = 1
 INTERACTIONS = 100_000
 
 
-def run(max_em_drop_pts: float | None) -> dict[str, Any]:
-    """One traced run of long-answers at cost 0.02, guarded or not; its report."""
-    scenario = load_scenario(LONG_ANSWERS).with_trace(1.0, 0.8)
+def run(max_em_drop_pts: float | None, *, traced: bool = True) -> dict[str, Any]:
+    """One run of long-answers at cost 0.02, guarded or not; its report."""
+    scenario = load_scenario(LONG_ANSWERS)
+    if traced:
+        scenario = scenario.with_trace(1.0, 0.8)
     config = simulation_config(scenario, None, token_cost=0.02)
     guardrail = config.guardrail.model_copy(update={"max_em_drop_pts": max_em_drop_pts})
     config = config.model_copy(update={"guardrail": guardrail})
@@ -45,9 +48,10 @@ def run(max_em_drop_pts: float | None) -> dict[str, Any]:
     ).run(INTERACTIONS)
 
 
-def test_no_segment_loses_more_than_the_limit_and_the_gap_still_closes() -> None:
+@pytest.mark.parametrize("traced", [True, False], ids=["traces", "bandit"])
+def test_no_segment_loses_more_than_the_limit_and_the_gap_still_closes(traced: bool) -> None:
     """Final greedy drops <= 1 point, online drops <= 1 + half-width, gap closed >= 0.95."""
-    report = run(1.0)
+    report = run(1.0, traced=traced)
     for segment, row in report["segments"].items():
         assert row["final_em_drop_pts"] <= 1.0, segment
         limit = 1.0 + row["online_em_drop_halfwidth_pts"]
