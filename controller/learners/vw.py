@@ -45,9 +45,19 @@ class _NextRegressor:
             vw.Workspace(args) if model is None else vw.Workspace(args, model_data=model)
         )
         self._parser: Any = vw.TextFormatParser(self._workspace)
+        # The learn path calls the extension directly, as the public wrappers do after
+        # wrapping the parsed example and checking its label type twice per call: those
+        # checks cost more than VW's own learning, and a text-parsed line under this
+        # regression always carries the workspace's (simple) label type.
+        core: Any = getattr(vw, "_core", None)
+        self._parse_core: Any = getattr(core, "_parse_line_text", None)
+        self._core_workspace: Any = getattr(self._workspace, "_workspace", None)
 
     def learn_one(self, line: str) -> None:
-        self._workspace.learn_one(self._parser.parse_line(line))
+        if self._parse_core is None or self._core_workspace is None:
+            self._workspace.learn_one(self._parser.parse_line(line))
+            return
+        self._core_workspace.learn_one(self._parse_core(self._core_workspace, line))
 
     def predict_one(self, line: str) -> float:
         return float(self._workspace.predict_one(self._parser.parse_line(line)))

@@ -60,3 +60,21 @@ def test_learner_checkpoint_restores_across_bindings() -> None:
     for restored, original in zip(second.prior("a"), first.prior("a"), strict=True):
         assert restored == pytest.approx(original, abs=1e-4)
     assert second.estimates("a").em == pytest.approx(first.estimates("a").em)
+
+
+def test_next_binding_learns_exactly_as_its_public_api() -> None:
+    """The direct learn path writes the model the public parse-and-learn calls write, byte for byte.
+
+    Labels and weights of the learner's kind (log tokens, capped importance weights), so
+    VW's own float parsing of the label is exercised too.
+    """
+    vw = pytest.importorskip("vowpal_wabbit_next")
+    direct = make_regressor(ARGS, "vowpal-wabbit-next")
+    public = vw.Workspace(ARGS)
+    parser = vw.TextFormatParser(public)
+    for i, line in enumerate(LINES):
+        labelled = f"{(i * 0.7310585786300049) % 9.5!r} {min(1 / (0.05 + i % 7 / 7), 50.0)!r}"
+        labelled += line[line.index(" 1 |") + 2 :]
+        direct.learn_one(labelled)
+        public.learn_one(parser.parse_line(labelled))
+    assert direct.serialize() == bytes(public.serialize())
