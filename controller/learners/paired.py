@@ -58,6 +58,10 @@ class PairedSums:
     # Requests that could carry a trace (played above the lowest arm), and those that did.
     traceable: float = 0.0
     traced: float = 0.0
+    _square: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._square = np.zeros((self.arms, self.arms))
 
     def tick(self, *, traceable: bool = False, traced: bool = False) -> None:
         """One request of the segment went by: older sums count a little less."""
@@ -84,10 +88,18 @@ class PairedSums:
                 0.0, np.zeros(k), np.zeros((k, k)), np.zeros(k), np.zeros((k, k))
             )
         pattern.n += w
+        # w * np.outer(x, x), formed in a scratch square: the same products and roundings,
+        # without np.outer's wrapper calls and two temporaries, which cost more than the
+        # arithmetic at this size (once per traced request).
+        square = self._square
         pattern.em += w * em
-        pattern.em2 += w * np.outer(em, em)
+        np.multiply(em[:, None], em, out=square)
+        square *= w
+        pattern.em2 += square
         pattern.tokens += w * tokens
-        pattern.tokens2 += w * np.outer(tokens, tokens)
+        np.multiply(tokens[:, None], tokens, out=square)
+        square *= w
+        pattern.tokens2 += square
 
     def _multiply(self, factor: float) -> None:
         self.traceable *= factor
