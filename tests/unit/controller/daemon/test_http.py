@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -11,13 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from stopbandit.controller.daemon.http import HttpServer, respond
+from stopbandit.controller.daemon.http import (
+    POLICIES_PAGE,
+    POLICIES_PAGE_MAX,
+    HttpServer,
+    respond,
+)
 from stopbandit.controller.daemon.metrics import Metrics
+from stopbandit.policies.sources import policy_documents
+from stopbandit.streams.events import Policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-
-    from stopbandit.streams.events import Policy
 
 SLOW_CLIENTS = 2000
 
@@ -99,3 +105,79 @@ def test_healthz_answers_while_2000_slow_clients_hold_connections(server: HttpSe
     time.sleep(0.5)
     assert threading.active_count() == baseline
     assert _get(server.port, "/healthz")[0] == 200
+
+
+class _Policies(_View):
+    def __init__(self, segments: int) -> None:
+        super().__init__()
+        self._policies = {
+            f"seg{i:04d}": Policy(
+                segment=f"seg{i:04d}",
+                version=i + 1,
+                issued_at=1.0,
+                arms=[0.5, 1.0],
+                pmf=[0.1, 0.9],
+                greedy=1.0,
+            )
+            for i in range(segments)
+        }
+
+    def policies(self) -> Mapping[str, Policy]:
+        return dict(self._policies)
+
+
+def _json(view: _View, query: str) -> tuple[int, Any]:
+    status, _, body = respond(view, "GET", "/policies", query)
+    return status, json.loads(body) if status == 200 else body
+
+
+def test_policies_are_paged_in_segment_order_with_a_cursor() -> None:
+    """Pages of `limit` follow `next` until null; together they hold every policy once."""
+    view = _Policies(25)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        status, page = _json(view, "limit=10" + (f"&after={cursor}" if cursor else ""))
+        assert status == 200
+        seen += list(page["policies"])
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+        assert cursor == seen[-1]
+    assert pages == 3
+    assert seen == sorted(f"seg{i:04d}" for i in range(25))
+
+
+def test_policies_default_page_is_bounded() -> None:
+    """Without parameters, at most POLICIES_PAGE policies, and a cursor to the rest."""
+    view = _Policies(POLICIES_PAGE + 5)
+    status, page = _json(view, "")
+    assert status == 200
+    assert len(page["policies"]) == POLICIES_PAGE
+    assert page["next"] == f"seg{POLICIES_PAGE - 1:04d}"
+    assert policy_documents(page)[0]["segment"] == "seg0000"  # the client reads the page
+
+
+def test_policies_of_one_segment_and_bad_queries() -> None:
+    """?segment= answers one policy (404 if none); bad limits and unknown parameters are 400."""
+    view = _Policies(3)
+    status, page = _json(view, "segment=seg0001")
+    assert (status, list(page["policies"]), page["next"]) == (200, ["seg0001"], None)
+    assert respond(view, "GET", "/policies", "segment=nope")[0] == 404
+    for query in (
+        "limit=0",
+        "limit=x",
+        f"limit={POLICIES_PAGE_MAX + 1}",
+        "page=2",
+        "limit=1&limit=2",
+    ):
+        assert respond(view, "GET", "/policies", query)[0] == 400, query
+
+
+def test_the_server_passes_the_query_string(server: HttpServer) -> None:
+    """Through waitress: a bad limit is refused, a good one answers a page."""
+    assert _get(server.port, "/policies?limit=0")[0] == 400
+    status, _, body = _get(server.port, "/policies?limit=5")
+    assert (status, json.loads(body)) == (200, {"next": None, "policies": {}})
