@@ -67,6 +67,8 @@ class JoinConfig(_Section):
     Attributes:
         wait_s: seconds (event time) one side waits for the other.
         max_pending: sides waiting at once, per partition; past it the oldest is evicted.
+        max_pending_bytes: estimated bytes the waiting sides hold, per partition; past it
+            the oldest is evicted too (the chart runs 6 partitions in 1 GiB).
         dedup_capacity: joined request_ids remembered per partition, so a duplicate or
             a replay never joins twice. Every one is also in each checkpoint, so it is
             sized for duplicates from at-least-once producers (seconds to minutes of
@@ -75,7 +77,31 @@ class JoinConfig(_Section):
 
     wait_s: Positive = 300.0
     max_pending: Annotated[int, Field(ge=1)] = 200_000
+    # What the waiting sides may hold, estimated per side (streams/join.py `footprint_bytes`):
+    # a decision with a 64-entry context costs ~15 KB, so the count alone does not bound memory.
+    max_pending_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     dedup_capacity: Annotated[int, Field(ge=1)] = 200_000
+
+
+class LimitsConfig(_Section):
+    """Bounds on what one partition holds, whatever its producers send.
+
+    Attributes:
+        max_segments: segments a partition learns at once. A new segment past it
+            evicts the one idle longest (by last interaction): its statistics, policy
+            and checkpoint share are dropped, and the `*` fallback serves it again.
+            Each costs ~10 KB (statistics, cached estimates, policies), so the
+            default holds a partition under ~150 MB in a flood of new segments
+            (bench/segments_flood.py).
+        max_tokens: the most tokens one request can plausibly generate (the serving
+            model's generation limit, or above it). An outcome with more is
+            dead-lettered (kind `range`), never learned: one absurd value would
+            otherwise outweigh every real difference between arms (wire contract,
+            "Controller rules").
+    """
+
+    max_segments: Annotated[int, Field(ge=1)] = 10_000
+    max_tokens: Annotated[int, Field(ge=1)] = 1_048_576
 
 
 class LearnerConfig(_Section):
@@ -146,6 +172,9 @@ class HttpConfig(_Section):
 
     host: str = "0.0.0.0"  # noqa: S104 - the daemon serves probes to the cluster
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # Liveness and readiness fail when, with work to do, no flush or no checkpoint has
+    # succeeded for this long (a producer or store that cannot recover): Kubernetes restarts.
+    unhealthy_after_s: Positive = 300.0
 
 
 class LogConfig(_Section):
@@ -263,6 +292,7 @@ class StopbanditConfig(BaseSettings):
     default_arm: float = 1.0
     reward: RewardConfig = RewardConfig()
     join: JoinConfig = JoinConfig()
+    limits: LimitsConfig = LimitsConfig()
     exploration: ExplorationConfig = ExplorationConfig()
     # Arms that confidently lose more than max_em_drop_pts EM are kept out (policies.guardrail).
     guardrail: GuardrailConfig = GuardrailConfig()
@@ -346,6 +376,17 @@ class StopbanditConfig(BaseSettings):
             raise ValueError(
                 f"guardrail.reference_share: {share:g} on top of the floors ({floors:g}) "
                 f"exceeds exploration.max_explore {self.exploration.max_explore:g}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _health_outlasts_a_round(self) -> Self:
+        # A healthy daemon's oldest unflushed work is up to one checkpoint round old.
+        if self.http.unhealthy_after_s <= self.checkpoint.interval_s:
+            raise ValueError(
+                f"http.unhealthy_after_s: {self.http.unhealthy_after_s:g} s must exceed "
+                f"checkpoint.interval_s ({self.checkpoint.interval_s:g} s), or a daemon "
+                "between two checkpoints would be restarted"
             )
         return self
 

@@ -14,6 +14,16 @@ little data looks like the common shape, one with plenty of data follows
 its own. This is a two-level (empirical Bayes) model in the spirit of
 Gelman & Hill, *Data Analysis Using Regression and Multilevel Models*,
 2007, ch. 12, with an ordered-arm prior on the second level.
+
+No one segment may dominate what all share (`pool_weights`): in the
+shape's fit and in the fleet's step scale, a segment's observations weigh
+at most `MAX_PRECISION_RATIO` times the typical segment's per observation,
+and a segment in all at most `MAX_SEGMENT_RATIO` times the median
+segment's weight. Without the caps one fake segment of 3,000 constant
+outcomes (variance 0, so precision at the variance floor: ~25 times a real
+observation's) flattened the shape and moved the greedy arm of real
+segments (issue 14). The caps leave a fleet of comparable segments alone:
+each is well inside both.
 """
 
 from __future__ import annotations
@@ -28,21 +38,93 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 _ITERATIONS = 25
+# Per observation, a segment weighs at most this many times the median segment's in the pool.
+MAX_PRECISION_RATIO = 4.0
+# In all, a segment weighs at most this many times the median segment in the pool.
+MAX_SEGMENT_RATIO = 3.0
+# On one arm, a segment weighs at most this many times the median segment that played it.
+MAX_ARM_RATIO = 2.0
+
+
+def capped_rows(
+    weight: NDArray[np.float64], ratio: float = MAX_SEGMENT_RATIO
+) -> NDArray[np.float64]:
+    """`weight` (S, K) with each row's sum cut to at most `ratio` times the median row's.
+
+    The median is over rows with any weight: one vote per segment, so no
+    segment's own traffic can raise its cap.
+    """
+    row = weight.sum(axis=-1)
+    active = row > 0.0
+    if active.sum() < 2:  # noqa: PLR2004 - one segment has nobody to dominate
+        return weight
+    cap = ratio * float(np.median(row[active]))
+    factor = np.divide(cap, row, out=np.ones_like(row), where=row > cap)
+    return np.asarray(weight * np.minimum(factor, 1.0)[:, None], dtype=np.float64)
+
+
+def pool_weights(
+    precision: NDArray[np.float64], counts: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The weights of each (segment, arm) mean in what segments share, (S, K).
+
+    A segment's precision per observation (1 / its variance) is cut to
+    `MAX_PRECISION_RATIO` times the median segment's, so data of no spread
+    (constant outcomes) cannot pass for near-certainty in the pool; then
+    each segment's total is cut by `capped_rows`. `counts` are the
+    observations behind each mean (own and prior pseudo-observations).
+    """
+    seen = (precision > 0.0) & (counts > 0.0)
+    row_precision = np.where(seen, precision, 0.0).sum(axis=-1)
+    row_counts = np.where(seen, counts, 0.0).sum(axis=-1)
+    active = row_counts > 0.0
+    if not active.any():
+        return precision
+    per_observation = row_precision[active] / row_counts[active]
+    cap = MAX_PRECISION_RATIO * float(np.median(per_observation))
+    capped = np.where(seen, np.minimum(precision, cap * counts), precision)
+    return capped_columns(capped_rows(capped))
+
+
+def capped_columns(
+    weight: NDArray[np.float64], ratio: float = MAX_ARM_RATIO
+) -> NDArray[np.float64]:
+    """`weight` (S, K) with each cell cut to at most `ratio` times its column's median.
+
+    Per arm, over the segments that played it: where real traffic is thin (an
+    arm the policies seldom play) one segment cannot set the shape alone.
+    """
+    played = weight > 0.0
+    masked = np.where(played, weight, np.nan)
+    enough = played.sum(axis=0) >= 2  # noqa: PLR2004 - one segment has nobody to dominate
+    if not enough.any():
+        return weight
+    with np.errstate(all="ignore"):
+        median = np.nanmedian(masked[:, enough], axis=0)
+    cap = np.full(weight.shape[1], np.inf)
+    cap[enough] = ratio * median
+    return np.asarray(np.minimum(weight, cap[None, :]), dtype=np.float64)
 
 
 def fit_shape(
-    y: NDArray[np.float64], precision: NDArray[np.float64]
+    y: NDArray[np.float64],
+    precision: NDArray[np.float64],
+    counts: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Common shape over arms, by weighted least squares of y[s, k] = level[s] + shape[k].
 
     Args:
         y: per-(segment, arm) means, shape (S, K).
         precision: their precisions (0 where a cell has no data), shape (S, K).
+        counts: the observations behind each mean, shape (S, K); given, the
+            weights are `pool_weights` (no segment dominates), else `precision`.
 
     Returns:
         (shape, shape_precision), each (K,): the shape is centred to weighted
         mean 0, and its precision is 0 for an arm no segment has played.
     """
+    if counts is not None:
+        precision = pool_weights(precision, counts)
     segments, arms = y.shape
     level = np.zeros(segments)
     shape = np.zeros(arms)
@@ -120,6 +202,8 @@ def deviation_step_sd(
     shape: NDArray[np.float64],
     floor_sd: float,
     step_sampling: NDArray[np.float64] | None = None,
+    *,
+    counts: NDArray[np.float64] | None = None,
 ) -> float:
     """How far segments' curves depart from the common shape, per step between arms.
 
@@ -131,7 +215,8 @@ def deviation_step_sd(
     segments that differ keep their own curves. Never below `floor_sd`.
     `step_sampling` (S, K-1), where given, is each step's own sampling
     variance (paired arms measure a step better than their two precisions
-    say; taking those would understate how much segments differ).
+    say; taking those would understate how much segments differ). `counts`, where
+    given, caps each segment's weight as in the shape (`pool_weights`).
     """
     both = (precision[:, :-1] > 0.0) & (precision[:, 1:] > 0.0)
     if not both.any():
@@ -142,6 +227,13 @@ def deviation_step_sd(
         sampling = np.where(both, np.minimum(sampling, step_sampling), np.inf)
     step = np.diff(y, axis=1) - np.diff(shape)[None, :]
     weight = np.where(both, 1.0 / sampling, 0.0)
+    if counts is not None:
+        # Constant outcomes have next to no sampling variance: capped like the shape's
+        # weights, one segment of them cannot set the fleet's scale alone.
+        pooled = pool_weights(precision, counts)
+        with np.errstate(divide="ignore"):
+            pooled_sampling = 1.0 / pooled[:, :-1] + 1.0 / pooled[:, 1:]
+        weight = capped_rows(np.where(both, np.minimum(weight, 1.0 / pooled_sampling), 0.0))
     excess = np.where(both, step**2 - sampling, 0.0)
     variance = float((weight * excess).sum() / weight.sum())
     return max(floor_sd, variance**0.5 if variance > 0.0 else 0.0)

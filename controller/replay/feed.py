@@ -32,6 +32,7 @@ import numpy as np
 import structlog
 
 from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.outcome_bounds import check_outcome_bounds
 from stopbandit.controller.replay.observations import Observations, TraceRecorder, TraceStats
 from stopbandit.controller.sim.simulate import ControllerAgent
 from stopbandit.streams.codec import InvalidEventError, decode
@@ -205,6 +206,7 @@ class Replayer:
             if not self.join.has_joined(event.request_id):
                 self._pending_pmf[event.request_id] = self._logged_pmf_of(event)
         else:
+            check_outcome_bounds(event, self.config.limits.max_tokens)
             self.stats.outcomes += 1
             if event.counterfactual_dropped is not None:
                 self.traces.dropped_by_decoder(event.counterfactual_dropped)

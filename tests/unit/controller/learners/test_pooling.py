@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from stopbandit.controller.learners.pooling import deviation_step_sd, fit_shape, pooled_posterior
+from stopbandit.controller.learners.pooling import (
+    capped_columns,
+    capped_rows,
+    deviation_step_sd,
+    fit_shape,
+    pool_weights,
+    pooled_posterior,
+)
 from stopbandit.controller.learners.smoothing import path_laplacian, smooth_posterior
 
 
@@ -102,3 +109,52 @@ def test_pooled_posterior_of_a_stack_is_each_segment_on_its_own() -> None:
         )
         np.testing.assert_allclose(mean[s], mean_s, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(cov[s], cov_s, rtol=1e-12, atol=1e-15)
+
+
+def _fleet_with_a_fake() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Six real segments on a rising curve, thin at arm 0; one fake segment, flat and constant."""
+    shape = np.array([-0.20, -0.05, 0.0, 0.02, 0.03])
+    level = np.array([0.3, 0.5, 0.6, 0.7, 0.8, 0.9])
+    real_y = level[:, None] + shape[None, :]
+    real_n = np.tile([20.0, 200.0, 2000.0, 400.0, 100.0], (6, 1))
+    real_precision = real_n / 0.2
+    # 1,500 constant outcomes at each end: variance 0, floored at 0.01.
+    fake_n = np.array([[1500.0, 0.0, 0.0, 0.0, 1500.0]])
+    y = np.vstack([real_y, np.full((1, 5), 1.0)])
+    n = np.vstack([real_n, fake_n])
+    precision = np.vstack([real_precision, fake_n / 0.01])
+    return shape, y, precision, n
+
+
+def test_one_constant_segment_cannot_flatten_the_shape() -> None:
+    """Capped (`pool_weights`), a fake flat segment keeps 3/4 of the shape's rise; uncapped, none.
+
+    Measured: uncapped 0.0015 of the true 0.23, capped 0.1725 (the fake holds
+    twice the median segment's weight at each end arm: 2 / 8 of those columns).
+    """
+    shape, y, precision, n = _fleet_with_a_fake()
+    uncapped, _ = fit_shape(y, precision)
+    capped, _ = fit_shape(y, precision, n)
+    true_step = shape[-1] - shape[0]
+    # Uncapped, the fake's 150,000 per end arm against the fleet's 600 flatten the curve.
+    assert uncapped[-1] - uncapped[0] < 0.1 * true_step
+    assert capped[-1] - capped[0] > 0.7 * true_step
+
+
+def test_pool_weights_leave_comparable_segments_alone() -> None:
+    """Segments within the caps keep their precisions exactly."""
+    precision = np.array([[100.0, 50.0], [80.0, 60.0], [120.0, 40.0]])
+    counts = precision * 0.2
+    assert pool_weights(precision, counts) == pytest.approx(precision)
+
+
+def test_pool_weights_cap_per_observation_per_segment_and_per_arm() -> None:
+    """No segment above 4x the median's precision per observation, 3x its total, 2x an arm's."""
+    precision = np.array([[10.0, 10.0], [10.0, 10.0], [10.0, 10.0], [1e6, 0.0]])
+    counts = np.array([[2.0, 2.0], [2.0, 2.0], [2.0, 2.0], [2.0, 0.0]])
+    weights = pool_weights(precision, counts)
+    assert weights[:3] == pytest.approx(precision[:3])
+    # Per observation: 4 x 5 per observation x 2 = 40; per arm: 2 x the median 10 = 20.
+    assert weights[3, 0] == pytest.approx(20.0)
+    assert capped_rows(np.array([[1.0], [1.0], [100.0]]))[2, 0] == pytest.approx(3.0)
+    assert capped_columns(np.array([[1.0], [1.0], [100.0]]))[2, 0] == pytest.approx(2.0)
