@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
+from stopbandit.streams.codec import decode
 from stopbandit.streams.events import Decision, Outcome
-from stopbandit.streams.join import Interaction, JoinBuffer, JoinMismatchError
+from stopbandit.streams.join import Interaction, JoinBuffer, JoinMismatchError, footprint_bytes
 
 WAIT_S = 300.0
 
@@ -332,3 +334,70 @@ def test_restore_reads_request_ids_of_older_checkpoints() -> None:
     assert restored.has_joined("r3")
     assert restored.add(decision("r3"), now=0.0) is None
     assert restored.stats.already_joined == 1
+
+
+def _wide_decision_bytes(i: int) -> bytes:
+    # The contract's widest context: 64 entries, strings of 128 characters and numbers.
+    context = {f"k{k:02d}_" + "x" * 60: ("v" * 128 if k % 2 else float(k)) for k in range(64)}
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "decision",
+            "request_id": f"req-{i:012d}",
+            "ts": 1000.0 + i * 1e-3,
+            "segment": "seg",
+            "context": context,
+            "threshold": 0.9,
+            "probability": 0.5,
+            "policy_version": 3,
+            "pmf": [[a, 1 / 7] for a in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)],
+        }
+    ).encode()
+
+
+def _held_bytes(join: JoinBuffer, sides: int) -> tuple[int, int]:
+    """(bytes traced after offering `sides` decoded wide decisions, the buffer's estimate)."""
+    raws = [_wide_decision_bytes(i) for i in range(sides)]
+    tracemalloc.start()
+    try:
+        for i, raw in enumerate(raws):
+            join.add(decode(b"seg", raw), 1000.0 + i * 1e-3)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held, join.pending_bytes
+
+
+def test_pending_bytes_bound_what_wide_contexts_hold() -> None:
+    """Decisions with 64-entry contexts: the estimate caps what the buffer really holds."""
+    cap = 2 * 1024 * 1024
+    bounded = JoinBuffer(
+        wait_s=WAIT_S, max_pending=100_000, dedup_capacity=10, max_pending_bytes=cap
+    )
+    held, estimate = _held_bytes(bounded, 1000)
+    assert estimate <= cap
+    assert bounded.stats.evicted > 0
+    assert held <= cap  # the estimate is at or above the real cost
+    # The same flood bounded by count alone holds several times the cap.
+    unbounded = JoinBuffer(wait_s=WAIT_S, max_pending=100_000, dedup_capacity=10)
+    held_unbounded, _ = _held_bytes(unbounded, 1000)
+    assert held_unbounded > 3 * cap
+    assert unbounded.stats.evicted == 0
+
+
+def test_pending_bytes_follow_joins_expiry_and_restore() -> None:
+    """Every way a side leaves frees its bytes; a restored buffer counts the same bytes."""
+    join = buffer()
+    join.add(decision("a"), 0.0)
+    join.add(outcome("b"), 0.0)
+    join.add(decision("c"), 0.0)
+    assert join.pending_bytes == sum(
+        footprint_bytes(e) for e in (decision("a"), outcome("b"), decision("c"))
+    )
+    restored = buffer()
+    restored.restore(json.loads(json.dumps(join.snapshot())))
+    assert restored.pending_bytes == join.pending_bytes
+    join.add(outcome("a"), 1.0)  # joins
+    join.add(decision("b"), 1.0)  # joins
+    join.expire(WAIT_S + 10.0)  # c expires
+    assert (join.pending, join.pending_bytes) == (0, 0)
