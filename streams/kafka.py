@@ -17,7 +17,15 @@ import structlog
 import tenacity
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpochError,
+    KafkaError,
+    OutOfOrderSequenceNumberError,
+    ProducerFencedError,
+    TopicAlreadyExistsError,
+    UnknownProducerIdError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -54,10 +62,48 @@ class DeliveryError(KafkaError):  # type: ignore[misc] # kafka-python is untyped
         undelivered: how many are waiting.
     """
 
-    def __init__(self, topics: set[str], undelivered: int, cause: str) -> None:
+    def __init__(
+        self, topics: set[str], undelivered: int, cause: str, *, fatal: str | None = None
+    ) -> None:
         super().__init__(f"{undelivered} messages to {sorted(topics)} undelivered: {cause}")
         self.topics = topics
         self.undelivered = undelivered
+        self.fatal = fatal
+        """Why the producer can never deliver again (`producer_broken`); None: transient."""
+
+
+# Producer-state errors: the broker no longer knows the producer's id, epoch or sequence
+# (a broker back with empty disks, a recreated topic). kafka-python bumps the epoch
+# itself where the broker supports it (KIP-360, Kafka >= 2.5); where it cannot (Tansu),
+# its transaction manager turns fatal and fails every later batch, for good.
+FATAL_PRODUCER_ERRORS: tuple[type[KafkaError], ...] = (
+    UnknownProducerIdError,
+    OutOfOrderSequenceNumberError,
+    InvalidProducerEpochError,
+    ProducerFencedError,
+)
+
+
+def producer_broken(producer: Any, error: BaseException | None = None) -> str | None:  # noqa: ANN401
+    """Why `producer` can never deliver again, or None when its failures may be transient.
+
+    A new producer (a new id, sequence 0) is the way out of each: the sender thread
+    died, the producer was closed, its idempotence state is fatal, or `error` is a
+    producer-state error. Timeouts, lost connections and unknown topics are transient:
+    the same producer delivers once the broker is back.
+    """
+    # kafka-python has no public view of these; read defensively (a fake has none).
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and not sender.is_alive() and not getattr(producer, "_closed", False):
+        return "sender_dead"
+    if getattr(producer, "_closed", False) or isinstance(error, IllegalStateError):
+        return "closed"
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is not None and manager.has_fatal_error():
+        return "fatal_state"
+    if isinstance(error, FATAL_PRODUCER_ERRORS):
+        return "producer_state"
+    return None
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -283,7 +329,8 @@ class Outbox:
         """Wait until every queued message is acknowledged.
 
         Raises:
-            DeliveryError: some were not; they are re-sent and stay queued.
+            DeliveryError: some were not; they are re-sent and stay queued. Its `fatal`
+                says when this producer never will deliver them (`replace` it).
         """
         if any(future is None for _, future in self._inflight):
             self._resend()
@@ -291,15 +338,31 @@ class Outbox:
             self.producer.flush(timeout=timeout_s)
         except KafkaError as error:
             raise DeliveryError(
-                {m.topic for m, _ in self._inflight}, len(self._inflight), repr(error)
+                {m.topic for m, _ in self._inflight},
+                len(self._inflight),
+                repr(error),
+                fatal=producer_broken(self.producer, error),
             ) from None
         failed = [(m, f) for m, f in self._inflight if f is None or not f.succeeded()]
         if failed:
-            cause = next((repr(f.exception) for _, f in failed if f is not None), "not sent")
+            errors = [f.exception for _, f in failed if f is not None]
+            cause = repr(errors[0]) if errors else "not sent"
+            fatal = producer_broken(self.producer) or next(
+                (reason for e in errors if (reason := producer_broken(None, e))), None
+            )
             self._inflight = failed
             self._resend()
-            raise DeliveryError({m.topic for m, _ in failed}, len(failed), cause)
+            raise DeliveryError({m.topic for m, _ in failed}, len(failed), cause, fatal=fatal)
         self._inflight = []
+
+    def replace(self, producer: KafkaProducer) -> KafkaProducer:
+        """Send every unacknowledged message again through `producer`; return the old one.
+
+        The caller closes the old producer: its batches fail rather than deliver later.
+        """
+        old, self.producer = self.producer, producer
+        self._resend()
+        return old
 
     def _resend(self) -> None:
         messages = [m for m, _ in self._inflight]

@@ -14,8 +14,13 @@ Each iteration, in order:
 Signals only set a stop flag; the loop then finishes its batch, publishes,
 checkpoints, commits and closes. Broker trouble is logged and retried with
 backoff from the loop itself, so the loop keeps iterating (and /healthz stays
-green) through a broker restart. Clocks are injectable: `monotonic` for
-deadlines, `wall` for policies' `issued_at`, versions and the event-time clamp.
+green) through a broker restart. A producer that can never deliver again (its
+idempotence state lost with a broker's disks, its sender thread dead) is closed
+and opened again, counted and logged. Liveness and readiness fail when, with
+work to do, no flush or checkpoint succeeded for `http.unhealthy_after_s`, so
+a daemon stuck in any other way is restarted rather than silently idle. Clocks
+are injectable: `monotonic` for deadlines, `wall` for policies' `issued_at`,
+versions and the event-time clamp.
 
 Time for the cores is event time: each partition keeps a watermark, the
 highest `ts` seen, clamped to the wall clock plus `MAX_CLOCK_SKEW_S` so one
@@ -25,6 +30,7 @@ of the same events gives the same joins whatever the processing speed.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections import Counter
@@ -102,10 +108,12 @@ STALE_AFTER_S = 60.0
 
 @dataclass(frozen=True)
 class Connected:
-    """What `Daemon.open` opens, all of it: it exists only once every part does."""
+    """What `Daemon.open` opens, all of it: it exists only once every part does.
+
+    The producer is `outbox.producer`: replaced there when it cannot recover.
+    """
 
     consumer: Consumer
-    producer: Any  # kafka-python's KafkaProducer (untyped), or a test's fake
     outbox: Outbox
     store: CheckpointStore
     publisher: Publisher
@@ -124,7 +132,11 @@ class Daemon:
         metrics: where to count; a fresh registry by default.
         consumer_factory: builds the events consumer, not yet subscribed (tests
             pass fakes); by default kafka-python from `config.kafka`.
-        producer: the producer of policies, dead letters and Kafka checkpoints.
+        producer: the producer of policies, dead letters and Kafka checkpoints; by
+            default opened from `config.kafka` by `producer_factory`.
+        producer_factory: opens a producer, at start and whenever the current one can
+            never deliver again; by default kafka-python's from `config.kafka`, and none
+            when `producer` is given (a producer that breaks then only fails liveness).
         store: the checkpoint store; by default from `config.checkpoint`.
         monotonic: the clock of deadlines and intervals.
         wall: the wall clock (policies' `issued_at`, version floor, event-time clamp).
@@ -142,6 +154,7 @@ class Daemon:
         metrics: Metrics | None = None,
         consumer_factory: Callable[[], Consumer] | None = None,
         producer: Any = None,  # noqa: ANN401 - kafka-python is untyped
+        producer_factory: Callable[[], Any] | None = None,
         store: CheckpointStore | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -153,6 +166,9 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self._consumer_factory = consumer_factory or (lambda: open_consumer(config.kafka))
         self._producer = producer
+        if producer_factory is None and producer is None:
+            producer_factory = lambda: open_producer(config.kafka)  # noqa: E731
+        self._producer_factory = producer_factory
         self._store = store
         self._monotonic = monotonic
         self._wall = wall
@@ -166,6 +182,10 @@ class Daemon:
         self.final_checkpoint_written = True
         self._connected: Connected | None = None
         self._flush_backoff = Backoff()
+        # Monotonic time since which flushes fail (None: the last one succeeded), and since
+        # which work has waited unfinished (set by the loop, read by the probes' thread).
+        self._flush_failing_since_s: float | None = None
+        self._stuck_since_s: float | None = None
         self._stopping = False
         self._closing = False
         self.events_processed = 0
@@ -194,13 +214,29 @@ class Daemon:
 
     @property
     def healthy(self) -> bool:
-        """Whether the loop came round recently."""
-        return self._monotonic() - self.heartbeat_s < STALE_AFTER_S
+        """Whether the loop came round recently, and finishes its work (/healthz).
+
+        Unhealthy too when work (policies, dead letters, a partition's new events)
+        has waited `http.unhealthy_after_s` without a successful flush or checkpoint.
+        """
+        now_s = self._monotonic()
+        return now_s - self.heartbeat_s < STALE_AFTER_S and self._progressing(now_s)
 
     @property
     def ready(self) -> bool:
-        """Assigned (possibly nothing), every partition restored, and a publish acknowledged."""
-        return self._connected is not None and self._connected.partitions.ready
+        """Assigned, restored and published, with no work stuck (see `healthy`).
+
+        Assigned may be nothing; every assigned partition restored; a publish acknowledged.
+        """
+        return (
+            self._connected is not None
+            and self._connected.partitions.ready
+            and self._progressing(self._monotonic())
+        )
+
+    def _progressing(self, now_s: float) -> bool:
+        stuck_since_s = self._stuck_since_s
+        return stuck_since_s is None or now_s - stuck_since_s < self.config.http.unhealthy_after_s
 
     def savings(self) -> dict[str, Any]:
         """The controlled vs control figures as of the last publish (/savings)."""
@@ -242,7 +278,8 @@ class Daemon:
         )
         producer = self._producer
         if producer is None:
-            producer = self._retry_until_up("producer.open", lambda: open_producer(kafka))
+            assert self._producer_factory is not None  # noqa: S101 - set when producer is None
+            producer = self._retry_until_up("producer.open", self._producer_factory)
         outbox = Outbox(producer)
         if self.config.target.enabled:
             reader = self._retry_until_up("stats.open", self._stats_reader)
@@ -279,7 +316,7 @@ class Daemon:
         self._next_publish_s = now_s + self.config.publish.interval_s
         self._next_republish_s = now_s + self.config.publish.republish_interval_s
         log.info("daemon.started", topic=kafka.events_topic, group_id=kafka.group_id)
-        return Connected(consumer, producer, outbox, store, publisher, partitions, checkpointer)
+        return Connected(consumer, outbox, store, publisher, partitions, checkpointer)
 
     def _retry_until_up(self, what: str, action: Callable[[], T]) -> T:
         return retry_until_up(
@@ -313,6 +350,7 @@ class Daemon:
                 elif now_s >= self._next_publish_s:
                     self.publish()
                 self._report_gauges(connected, now_s)
+                self._stuck_since_s = self._oldest_unfinished(connected)
                 if max_events is not None and self.events_processed >= max_events:
                     break
                 if (
@@ -352,7 +390,7 @@ class Daemon:
                     connected.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
                 except KafkaError as error:
                     log.warning("consumer.close_failed", error=repr(error))
-                connected.producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
+                connected.outbox.producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
                 connected.store.close()
                 if self._stats is not None:
                     self._stats.close()
@@ -465,17 +503,54 @@ class Daemon:
             self._connected.outbox.flush(FLUSH_TIMEOUT_S)
         except DeliveryError as error:
             delay_s = self._flush_backoff.failed(now_s)
-            log.warning("publish.failed", error=str(error), retry_in_s=delay_s)
+            if self._flush_failing_since_s is None:
+                self._flush_failing_since_s = now_s
+            log.warning("publish.failed", error=str(error), fatal=error.fatal, retry_in_s=delay_s)
             for state in states:
                 state.force_publish = True  # built but maybe never delivered: send again
+            if error.fatal is not None:
+                self._replace_producer(self._connected.outbox, error.fatal)
             return False
         self._flush_backoff.succeeded()
+        self._flush_failing_since_s = None
         for state in states:
             state.force_publish = False
         publisher.delivered(policies, self._monotonic() - now_s)
         partitions.published()
         self.outcomes.refresh(state.core.savings for state in states)
         return True
+
+    def _replace_producer(self, outbox: Outbox, reason: str) -> None:
+        """Open a new producer, re-send what the old one holds through it, close the old.
+
+        Opened first: if the broker refuses until a stop is requested, the old one stays.
+        """
+        if self._producer_factory is None:
+            log.error(
+                "producer.unrecoverable",
+                reason=reason,
+                note="no factory to open another; liveness fails after http.unhealthy_after_s",
+            )
+            return
+        log.error("producer.replacing", reason=reason, undelivered=outbox.pending)
+        try:
+            producer = self._retry_until_up("producer.open", self._producer_factory)
+        except KafkaError as error:  # only once stopping: the final round tries the old one
+            log.warning("producer.replace_failed", reason=reason, error=repr(error))
+            return
+        old = outbox.replace(producer)
+        # A broken producer may raise anything on close; it is dropped either way.
+        with contextlib.suppress(Exception):
+            old.close(timeout=0)
+        self.metrics.producer_replacements.labels(reason).inc()
+        log.warning("producer.replaced", reason=reason, resent=outbox.pending)
+
+    def _oldest_unfinished(self, connected: Connected) -> float | None:
+        """Since when the oldest work waits: a failing flush, or events not checkpointed."""
+        since = [s.pending_since_s for s in connected.partitions.owned.values()]
+        since.append(self._flush_failing_since_s)
+        known = [s for s in since if s is not None]
+        return min(known) if known else None
 
     def _report_gauges(self, connected: Connected, now_s: float) -> None:
         topic = self.config.kafka.events_topic

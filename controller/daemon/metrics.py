@@ -43,7 +43,8 @@ class Metrics:
         )
         self.evicted = Counter(
             "stopbandit_join_evicted",
-            "Pending events evicted because join.max_pending was reached.",
+            "Pending events evicted because join.max_pending or join.max_pending_bytes was "
+            "reached.",
             registry=r,
         )
         self.counterfactual_dropped = Counter(
@@ -86,29 +87,40 @@ class Metrics:
         self.checkpoint_duration = Histogram(
             "stopbandit_checkpoint_duration_seconds", "Time to write one checkpoint.", registry=r
         )
+        # Per-segment policy gauges (daemon/segment_gauges.py): by name for the busiest
+        # `control.top_segments` by traffic and `*`, every other segment under "_other".
+        self.segments_evicted = Counter(
+            "stopbandit_segments_evicted",
+            "Segments evicted because limits.max_segments was reached (the one idle longest; "
+            "the `*` fallback serves it again).",
+            registry=r,
+        )
         self.greedy_threshold = Gauge(
             "stopbandit_policy_greedy_threshold",
-            "The threshold the current policy believes best, per segment.",
+            "The threshold the current policy believes best, per segment (top segments by "
+            "traffic; _other: the rest's traffic-weighted mean).",
             ["segment"],
             registry=r,
         )
         self.drift_resets = Gauge(
             "stopbandit_drift_resets",
             "Drift resets of the segment's arm statistics so far (checkpointed: survives "
-            "restarts and rebalances), per segment.",
+            "restarts and rebalances), per segment (top segments; _other: the rest's sum).",
             ["segment"],
             registry=r,
         )
         self.policy_version = Gauge(
             "stopbandit_policy_version",
-            "Version of the last policy issued, per segment.",
+            "Version of the last policy issued, per segment (top segments; _other: the highest "
+            "of the rest).",
             ["segment"],
             registry=r,
         )
         self.exploration_share = Gauge(
             "stopbandit_exploration_share",
             "Share of the segment's requests its current policy draws off the greedy arm "
-            "(1 - pmf[greedy]; at most exploration.max_explore), per segment.",
+            "(1 - pmf[greedy]; at most exploration.max_explore), per segment (top segments; "
+            "_other: the rest's traffic-weighted mean).",
             ["segment"],
             registry=r,
         )
@@ -129,6 +141,20 @@ class Metrics:
         self.checkpoint_fallbacks = Counter(
             "stopbandit_checkpoint_fallbacks",
             "Restores from the previous copy because the newest was unusable.",
+            ["partition"],
+            registry=r,
+        )
+        self.producer_replacements = Counter(
+            "stopbandit_producer_replacements",
+            "Producers closed and opened again because they could never deliver again, by "
+            "reason: producer_state, fatal_state, sender_dead, closed.",
+            ["reason"],
+            registry=r,
+        )
+        self.events_lost_to_retention = Counter(
+            "stopbandit_events_lost_to_retention",
+            "Events removed from the log (retention) before this replica consumed them: the "
+            "offset to resume from was below the log's beginning, by partition.",
             ["partition"],
             registry=r,
         )
@@ -190,7 +216,8 @@ class Metrics:
         )
         self.guardrail_blocked_arms = Gauge(
             "stopbandit_guardrail_blocked_arms",
-            "Arms the guardrail holds at the floor in the segment's current policy, per segment.",
+            "Arms the guardrail holds at the floor in the segment's current policy, per segment "
+            "(top segments; _other: the rest's traffic-weighted mean).",
             ["segment"],
             registry=r,
         )

@@ -255,6 +255,17 @@ class KafkaBroker:
         self.stop()
         self.start()
 
+    def restart_empty(self) -> None:
+        """Stop, then start on the same ports with new, empty storage: every topic is gone.
+
+        A broker whose disks were lost: a new cluster id, no topics, no producer
+        state, no committed offsets. Clients that kept running see the same address.
+        """
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._format_storage()
+        self._run()
+
     def _write_config(self) -> None:
         properties = {
             "process.roles": "broker,controller",
