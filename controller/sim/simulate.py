@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from stopbandit.controller.sim.built import built
 from stopbandit.controller.sim.requests import (
     SECONDS_PER_INTERACTION,
     START_TS,
@@ -324,9 +325,10 @@ class Simulation:
             if self.truth.arms[k] != policy.greedy:
                 self._tally.explored += 1
             pmf = list(zip(policy.arms, served, strict=True))
-        # Built, not validated, as `Requests.outcome` builds outcomes; the context is copied
-        # as validation would, so no event shares the truth's dict.
-        decision = Decision.model_construct(
+        # Built, not validated (controller/sim/built.py); the context is copied as validation
+        # would, so no event shares the truth's dict.
+        decision = built(
+            Decision,
             v=1,
             request_id=request.request_id,
             ts=request.ts,

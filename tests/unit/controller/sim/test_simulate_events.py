@@ -6,6 +6,7 @@ import pytest
 
 from stopbandit.controller.commands.simulate import simulation_config
 from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.sim.built import built
 from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from stopbandit.controller.sim.simulate import ControllerAgent, Simulation
 from stopbandit.streams.codec import encode
@@ -48,3 +49,54 @@ def test_simulated_events_equal_their_validated_selves(traced: bool) -> None:
         assert encode(validated) == encode(event)
         if isinstance(event, Outcome):
             assert validated.counterfactual_dropped is None
+
+
+@pytest.mark.parametrize(
+    ("model", "values"),
+    [
+        (Outcome, {"v": 1, "request_id": "r", "ts": 1.5, "segment": "a", "em": 1.0, "tokens": 5}),
+        (
+            Outcome,
+            {
+                "v": 1,
+                "request_id": "r",
+                "ts": 1.5,
+                "segment": "a",
+                "em": 0.0,
+                "tokens": 9,
+                "counterfactual": ((0.5, 1.0, 3),),
+            },
+        ),
+        # No context: its default factory gives each event a dict of its own.
+        (
+            Decision,
+            {
+                "v": 1,
+                "request_id": "r",
+                "ts": 2.0,
+                "segment": "a",
+                "threshold": 0.9,
+                "probability": 0.5,
+                "policy_version": 3,
+                "pmf": [(0.9, 0.5), (1.0, 0.5)],
+            },
+        ),
+    ],
+)
+def test_built_is_model_construct(model: type[Decision | Outcome], values: dict) -> None:
+    """Same fields in the same order, same fields set, same JSON; defaults not shared."""
+    mine, theirs = built(model, **values), model.model_construct(**values)
+    assert mine == theirs
+    assert list(mine.__dict__) == list(theirs.__dict__)
+    assert mine.model_fields_set == theirs.model_fields_set
+    assert encode(mine) == encode(theirs)
+    if model is Decision:
+        assert built(model, **values).context is not mine.context
+
+
+def test_built_refuses_missing_and_unknown_fields() -> None:
+    """A missing required field or a misspelt one is a TypeError naming it."""
+    with pytest.raises(TypeError, match="tokens"):
+        built(Outcome, v=1, request_id="r", ts=1.0, segment="a", em=1.0)
+    with pytest.raises(TypeError, match="tokenz"):
+        built(Outcome, v=1, request_id="r", ts=1.0, segment="a", em=1.0, tokens=1, tokenz=2)
