@@ -17,9 +17,15 @@ Prints:
    not an ever larger one;
 3. the daemon's RSS when it became ready and at the end of the run (target ±10%).
 
+With `--profile`, the throughput phase then runs a second daemon under cProfile over
+the same topic (its own group and checkpoints, so it reads everything again) and
+prints the share of the daemon's own time by part of the hot path and the top
+functions: where the time the bare loop does not spend goes.
+
 The issue asks for 10 minutes at 2k interactions/s: `--duration-s 600 --rate 2000`.
 
     .venv/bin/python bench/daemon.py --interactions 50000 --duration-s 60 --rate 2000
+    .venv/bin/python bench/daemon.py --phase throughput --interactions 20000 --profile
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import pstats
 import random
 import subprocess
 import sys
@@ -36,7 +43,9 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -52,6 +61,48 @@ STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")
 # caller's environment wins, to compare other values.
 DAEMON_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 PARTITIONS = 4
+# `stopbandit run` with its loop (`Daemon.run`: connect, restore, consume, close) under
+# cProfile, main thread; the stats are dumped when the loop returns.
+PROFILED_RUN = """
+import cProfile, os, sys
+from stopbandit.controller.cli import main
+from stopbandit.controller.daemon import loop
+
+profiler = cProfile.Profile()
+unprofiled = loop.Daemon.run
+
+def run(self, *args, **kwargs):
+    profiler.enable()
+    try:
+        return unprofiled(self, *args, **kwargs)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE_OUT"])
+
+loop.Daemon.run = run
+sys.exit(main(sys.argv[1:]))
+"""
+# Matched in order against "file:function" (see bench/simulate_profile.py).
+PARTS = (
+    (
+        "waiting for the broker (poll, locks)",
+        ("'acquire' of '_thread.lock'", "select.epoll", "time.sleep"),
+    ),
+    ("kafka-python (fetch, unpack records)", ("site-packages/kafka/",)),
+    ("decode + wire models (pydantic)", ("streams/codec", "pydantic", "streams/events")),
+    ("VW regressions", ("learners/vw", "vowpal_wabbit")),
+    ("arm statistics", ("learners/arm_stats", "learners/paired", "learners/observations")),
+    ("join + dedup", ("streams/join", "streams/dedup", "blake2b")),
+    (
+        "core: offer, learn dispatch, savings tally",
+        ("controller/core", "controller/config", "streams/arms", "savings_tally"),
+    ),
+    (
+        "publish (estimates, policy build, produce)",
+        ("learners/", "policies/", "daemon/publish", "numpy"),
+    ),
+    ("daemon loop, metrics, checkpoints", ("controller/daemon/", "prometheus_client")),
+)
 
 
 def simulated(interactions: int, seed: int) -> list[bytes]:
@@ -170,6 +221,7 @@ class Daemon:
         topics: tuple[str, str, str],
         workdir: Path,
         max_poll_records: int = 2000,
+        profile_out: Path | None = None,
     ) -> None:
         self.port = pick_free_port()
         settings = simulation_config(load_scenario(DEFAULT_SCENARIO), None).model_dump(mode="json")
@@ -193,11 +245,16 @@ class Daemon:
         )
         config = workdir / f"config-{self.port}.yaml"
         config.write_text(yaml.safe_dump(settings))
+        command = [STOPBANDIT, "run", "--config", str(config)]
+        env = {**DAEMON_ENV, **os.environ}
+        if profile_out is not None:
+            command = [sys.executable, "-c", PROFILED_RUN, *command[1:]]
+            env["BENCH_PROFILE_OUT"] = str(profile_out)
         self.process = subprocess.Popen(
-            [STOPBANDIT, "run", "--config", str(config)],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "daemon.log").open("ab"),
-            env={**DAEMON_ENV, **os.environ},
+            env=env,
         )
 
     def get(self, path: str) -> str:
@@ -272,7 +329,30 @@ def sample_rss(daemon: Daemon, samples: list[float], stop: threading.Event) -> N
         samples.append(daemon.rss_mb())
 
 
-def throughput(bootstrap: str, workdir: Path, pool: Path, interactions: int) -> None:
+def print_profile(path: Path, interactions: int, top: int = 15) -> None:
+    """The daemon's own time by part of the path, and its top functions."""
+    stats = pstats.Stats(str(path))
+    rows: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in rows.values())
+    shares: dict[str, float] = defaultdict(float)
+    for (filename, _, function), row in rows.items():
+        name = filename.replace("\\", "/") + ":" + function
+        part = next((label for label, keys in PARTS if any(k in name for k in keys)), None)
+        shares[part or "other (built-ins, the rest)"] += row[2]  # own time: nothing twice
+    print(
+        f"profile of the daemon's loop (cProfile, main thread, {interactions:,} "
+        f"interactions): {total:.2f} s own time, {1e6 * total / interactions:.0f} us per "
+        "interaction"
+    )
+    for part, seconds in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"  {part:44} {seconds / total:6.1%}  {1e6 * seconds / interactions:6.1f} us")
+    print(f"top {top} functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def throughput(
+    bootstrap: str, workdir: Path, pool: Path, interactions: int, *, profile: bool = False
+) -> None:
     """Phase 1: the daemon and a bare consume loop over the same filled topic."""
     ctx = multiprocessing.get_context("spawn")
     topics = ("bench.events.t", "bench.policies.t", "bench.dlq.t")
@@ -305,6 +385,15 @@ def throughput(bootstrap: str, workdir: Path, pool: Path, interactions: int) -> 
         f"  stopbandit run         : {daemon_rate:>10,.0f} interactions/s "
         f"(ratio {daemon_rate / bare_rate:.2f}; target >= 10,000/s)"
     )
+    if profile:
+        profiled_dir = workdir / "profiled"
+        profiled_dir.mkdir()
+        out = profiled_dir / "daemon.prof"
+        profiled = Daemon(bootstrap, topics, profiled_dir, profile_out=out)
+        profiled.wait_ready()
+        profiled.wait_learned(interactions, timeout_s=600)
+        profiled.stop()
+        print_profile(out, interactions)
 
 
 def latency(bootstrap: str, workdir: Path, pool: Path, args: argparse.Namespace) -> None:
@@ -404,6 +493,11 @@ def main() -> None:
         default="all",
         help="run one phase only (each starts its own daemon on fresh topics)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="throughput phase: also run the daemon under cProfile and print where time goes",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     lines = simulated(min(args.interactions, 50_000), seed=5)
@@ -411,7 +505,9 @@ def main() -> None:
     pool.write_bytes(b"\n".join(lines) + b"\n")
     with EmbeddedTansu() as broker:
         if args.phase in ("all", "throughput"):
-            throughput(broker.bootstrap_servers, workdir, pool, args.interactions)
+            throughput(
+                broker.bootstrap_servers, workdir, pool, args.interactions, profile=args.profile
+            )
         if args.phase in ("all", "latency"):
             latency(broker.bootstrap_servers, workdir, pool, args)
 
