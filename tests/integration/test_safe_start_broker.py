@@ -70,9 +70,6 @@ def test_the_first_policies_keep_the_default_arm(broker, tmp_path) -> None:
     produce(broker.bootstrap_servers, topics.events, [(segment_of(x), x) for x in lines])
     settings = base_settings(broker, topics, tmp_path)
     settings["default_arm"] = DEFAULT_ARM
-    # Target mode's section does not survive its own dump (every field set, no target):
-    # this test is not about it, so it keeps target mode's default (off).
-    settings.pop("target", None)
     config = config_of(settings)
     Daemon(config).run(idle_timeout_s=3.0)
 
