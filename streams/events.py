@@ -149,15 +149,20 @@ class Decision(_Event):
 
     @model_validator(mode="after")
     def _pmf_rules(self) -> Decision:
-        if self.pmf is None:
+        pmf = self.pmf
+        if pmf is None:
             return self
-        if not self.pmf:
+        if not pmf:
             raise ValueError("pmf: must not be empty")
-        if any(not 0.0 <= p <= 1.0 for _, p in self.pmf):
+        # Runs on every decision a node logs: lists and C-level min/max/sum, not generators.
+        # The entries are finite (FiniteFloat), so min and max decide the range check.
+        probabilities = [p for _, p in pmf]
+        if min(probabilities) < 0.0 or max(probabilities) > 1.0:
             raise ValueError("pmf: each probability must be in [0, 1]")
-        if abs(sum(p for _, p in self.pmf) - 1.0) > PMF_TOLERANCE:
+        if abs(sum(probabilities) - 1.0) > PMF_TOLERANCE:
             raise ValueError("pmf: probabilities must sum to 1")
-        if all(not math.isclose(t, self.threshold) for t, _ in self.pmf):
+        threshold = self.threshold
+        if all(t != threshold and not math.isclose(t, threshold) for t, _ in pmf):
             raise ValueError("pmf: must contain the chosen threshold")
         return self
 
@@ -183,6 +188,8 @@ class Outcome(_Event):
     def _counterfactual_rules(cls, data: Any) -> Any:  # noqa: ANN401 - raw input, checked here
         if not isinstance(data, dict):
             return data
+        if data.get("counterfactual") is None and "counterfactual_dropped" not in data:
+            return data  # most outcomes: nothing to check, nothing to copy
         data = {k: v for k, v in data.items() if k != "counterfactual_dropped"}
         raw = data.get("counterfactual")
         if raw is None:
