@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.controller.outcome_bounds import check_outcome_bounds
 from stopbandit.controller.savings_tally import SavingsTally, tally_restored, tally_snapshot
 from stopbandit.controller.targets import TargetMode
 from stopbandit.policies.builder import ArmBeliefs, PolicyBook, PolicyBuilder
@@ -51,9 +52,16 @@ class ControllerCore:
         self.join = JoinBuffer(
             wait_s=config.join.wait_s,
             max_pending=config.join.max_pending,
+            max_pending_bytes=config.join.max_pending_bytes,
             dedup_capacity=config.join.dedup_capacity,
         )
-        self.learner = OutcomeLearner(config.arms, config.learner, backend, knob=config.knob)
+        self.learner = OutcomeLearner(
+            config.arms,
+            config.learner,
+            backend,
+            knob=config.knob,
+            max_segments=config.limits.max_segments,
+        )
         self.builder = policy_builder(config)
         self.book = PolicyBook()
         self.drifts = 0
@@ -63,6 +71,10 @@ class ControllerCore:
             config.control.fraction, config.control_arm, CORE_SAVINGS_SEGMENTS
         )
         self._mass_cache: dict[tuple[tuple[tuple[float, float], ...], float], list[float]] = {}
+        # Segments evicted (limits.max_segments) whose policies the publisher has yet to forget.
+        self._evicted: list[str] = []
+        # Segments whose policy the last `build_policies` decided (issued or found unchanged).
+        self.rebuilt = 0
 
     def arm_of(self, threshold: float) -> int:
         """Index of a decision's threshold among the arms.
@@ -82,10 +94,12 @@ class ControllerCore:
 
         Raises:
             InvalidEventError: the event is well-formed but unusable here (unknown arm,
-                segment differing from its counterpart's); the caller dead-letters it.
+                segment differing from its counterpart's, tokens above
+                `limits.max_tokens`); the caller dead-letters it.
         """
         if isinstance(event, Decision):
             self.arm_of(event.threshold)
+        check_outcome_bounds(event, self.config.limits.max_tokens)
         try:
             interaction = self.join.add(event, now)
         except JoinMismatchError as error:
@@ -98,6 +112,8 @@ class ControllerCore:
         """Update the models with one joined interaction, at every arm its node observed."""
         if self.learner.learn_one(interaction, self.observed(interaction)):
             self.drifts += 1
+        if self.learner.evicted:
+            self._forget_evicted()
         self.savings.add(interaction)
         if self.target is not None:
             self.target.tally.add(interaction.segment, interaction.em, interaction.tokens)
@@ -160,6 +176,19 @@ class ControllerCore:
             above[k] = running
         return [max(p, interaction.probability) for p in above]
 
+    def _forget_evicted(self) -> None:
+        # An evicted segment is unknown again: no policy of its own, the `*` fallback serves it.
+        for segment in self.learner.take_evicted():
+            self.book.current.pop(segment, None)
+            if self.target is not None:
+                self.target.tally.pending.pop(segment, None)
+            self._evicted.append(segment)
+
+    def take_evicted(self) -> list[str]:
+        """Segments evicted (`limits.max_segments`) since the last call: their policies are gone."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
+
     def expire(self, now: float) -> tuple[list[Decision], list[Outcome]]:
         """Give up on decisions and outcomes that waited longer than the join window."""
         return self.join.expire(now)
@@ -179,24 +208,36 @@ class ControllerCore:
     ) -> list[Policy]:
         """Policies that changed since they were last built (all of them with `force`).
 
+        Only segments that learned since their last build are rebuilt
+        (`OutcomeLearner.estimates_changed`), so a round costs O(changed
+        segments); the others keep their policy until they learn again or a
+        forced round (restore, the daemon's anti-entropy republish every
+        `publish.republish_interval_s`) rebuilds them all on the current shared
+        fit. A change of the reward weights (target mode's λ) rebuilds all too.
+
         Args:
             now: the policies' `issued_at`.
             force: issue every policy, changed or not.
-            estimates: `learner.estimates_all()` if the caller already has it (it costs
-                as much as the build itself).
+            estimates: the beliefs to build from instead (e.g. `learner.estimates_all()`):
+                every segment in it is a candidate.
             with_fallback: whether the `*` fallback for unknown segments is a candidate.
         """
         issued: list[Policy] = []
-        if estimates is None:
-            estimates = self.learner.estimates_all()
+        changed = self.learner.estimates_changed(force=force) if estimates is None else estimates
+        every = self.learner.beliefs if estimates is None else estimates
         if self.target is not None:
-            self.tune(estimates, now)
-        for segment, beliefs in estimates.items():
+            weights = self.weights
+            self.tune(every, now)
+            if self.weights != weights:
+                changed = every
+        self.rebuilt = len(changed)
+        for segment, beliefs in changed.items():
             policy = self.book.issue(self.builder, segment, beliefs, self.weights, now, force=force)
             if policy is not None:
                 issued.append(policy)
-        if with_fallback:
-            beliefs = fallback_beliefs(self.learner, estimates)
+        fallback_due = force or bool(changed) or FALLBACK_SEGMENT not in self.book.current
+        if with_fallback and fallback_due:
+            beliefs = fallback_beliefs(self.learner, every)
             policy = self.book.issue(
                 self.builder, FALLBACK_SEGMENT, beliefs, self.weights, now, force=force
             )
@@ -251,7 +292,13 @@ class ControllerCore:
         self.learner.restore(state["learner"])
         self.join.restore(state["join"])
         self.book.raise_to(int(state["last_version"]))
-        self.book.current = {s: Policy.model_validate(p) for s, p in state["policies"].items()}
+        # A checkpoint over `limits.max_segments` (written with a larger one) keeps the most
+        # recent segments; the others' policies go with their statistics, unread.
+        self._evicted = self.learner.take_evicted()
+        gone = set(self._evicted)
+        self.book.current = {
+            s: Policy.model_validate(p) for s, p in state["policies"].items() if s not in gone
+        }
         self.drifts = int(state["drifts"])
         # Figures, not learning: a missing, malformed or other-group tally starts afresh.
         self.savings = tally_restored(

@@ -198,8 +198,8 @@ class JoinBuffer:
         """
         old_decisions = [d for d, _ in _pop_older(self._decisions, now, self.wait_s)]
         old_outcomes = [o for o, _ in _pop_older(self._outcomes, now, self.wait_s)]
-        for side in (*old_decisions, *old_outcomes):
-            self.pending_bytes -= footprint_bytes(side)
+        self.pending_bytes -= sum(footprint_bytes(d) for d in old_decisions)
+        self.pending_bytes -= sum(footprint_bytes(o) for o in old_outcomes)
         expired = self._stale_decisions + old_decisions
         orphans = self._stale_outcomes + old_outcomes
         self.stats.expired += len(expired) - len(self._stale_decisions)

@@ -85,8 +85,6 @@ class PartitionState:
     force_publish: bool = True
     pending_since_s: float | None = None
     _seen: dict[str, int] = field(default_factory=dict)
-    # (the core's drift resets, its segments) when the segments' drift gauges were last set.
-    _drifts_reported: tuple[int, int] = field(default=(-1, -1), init=False)
     # The core's dropped traces by reason when last taken (`dropped_traces`).
     _traces_dropped: Counter[str] = field(default_factory=Counter, init=False)
 
@@ -136,14 +134,8 @@ class PartitionState:
             self.pending_since_s = now_s
         age_s = 0.0 if self.pending_since_s is None else now_s - self.pending_since_s
         metrics.checkpoint_age.labels(label).set(age_s)
-        # A segment's count moves only with the core's total (a new segment starts at 0),
-        # so the per-segment gauges are set only when one of the two changed.
-        stats = self.core.learner.stats
-        drifts = (self.core.drifts, len(stats))
-        if drifts != self._drifts_reported:
-            for segment, segment_stats in stats.items():
-                metrics.drift_resets.labels(segment).set(segment_stats.drifts)
-            self._drifts_reported = drifts
+        # The segments' drift resets are set with the other per-segment gauges, bounded to
+        # the busiest segments (daemon/segment_gauges.py), at each publish.
 
     @property
     def dirty(self) -> bool:
@@ -249,11 +241,8 @@ class Partitions:
             self._to_restore.discard(tp.partition)
             self._forget_refusal(tp.partition)
             if state is not None:
-                for segment in state.core.segments:
-                    self._publisher.current.pop(segment, None)
-                    # The new owner reports the segment's drift resets from its checkpoint.
-                    with contextlib.suppress(KeyError):
-                        self._metrics.drift_resets.remove(segment)
+                # The new owner publishes and reports them; the gauges follow at the next round.
+                self._publisher.forget_segments(state.core.segments)
             label = str(tp.partition)
             for gauge in (self._metrics.consumer_lag, self._metrics.checkpoint_age):
                 with contextlib.suppress(KeyError):

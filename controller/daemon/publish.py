@@ -19,6 +19,20 @@ The `*` fallback. Each replica's cores pool the estimates of every segment
 they own, weighted by traffic (`controller.core.fallback_beliefs`), the rule a
 single process owning all partitions would apply. Only the owner of
 partition 0 publishes it, so there is one writer of `*` at a time.
+
+A round costs O(changed segments): each core rebuilds only the segments
+that learned since their last build (`ControllerCore.build_policies`), and
+`*` is rebuilt only when one did; a round where nothing was learned builds
+nothing. A forced round (restore, a failed flush, the anti-entropy
+republish every `publish.republish_interval_s`) rebuilds every policy on the
+current shared fit: that period is how often a segment without traffic sees
+the curve shape the others' learning moved.
+
+Segments evicted by `limits.max_segments` leave `current` and the gauges,
+and a tombstone goes to the topic so unkeyed nodes fall back to `*` (a node
+with a key ignores unsigned tombstones and keeps the last policy: it is
+still a valid policy, only no longer refined). Evictions are counted and
+logged once per round.
 """
 
 from __future__ import annotations
@@ -28,7 +42,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from stopbandit.controller.core import fallback_beliefs, policy_builder, reward_weights
-from stopbandit.policies.builder import PolicyBook, exploration_share
+from stopbandit.controller.daemon.segment_gauges import SegmentFigures, SegmentGauges
+from stopbandit.policies.builder import PolicyBook
 from stopbandit.policies.signing import canonical_json, sign
 from stopbandit.streams.events import FALLBACK_SEGMENT, Policy
 from stopbandit.streams.kafka import Message, Outbox
@@ -77,7 +92,14 @@ class Publisher:
         self._in_flight: dict[tuple[str, int], Policy] = {}
         # Arms the guardrail held back when each segment's last policy was built.
         self._blocked: dict[str, int] = {}
+        self._tombstones: list[str] = []
+        self._gauges = SegmentGauges(metrics, config.control.top_segments)
+        # What the last build saw: its cores, and whether anything was rebuilt or evicted.
+        self._cores: list[ControllerCore] = []
+        self._changed = False
         self.last_version = 0
+        # Policies decided in the last build (issued or found unchanged), `*` included.
+        self.rebuilt = 0
         self.current: dict[str, Policy] = {}
 
     def build(
@@ -98,18 +120,30 @@ class Publisher:
         """
         floor = max(self.last_version, version_floor(wall_s))
         issued: list[Policy] = []
-        estimates = {}
+        rebuilt = 0
+        evicted: list[str] = []
         for core, force in cores:
             core.book.raise_to(floor)
-            own = core.learner.estimates_all()
+            evicted += core.take_evicted()
             # `*` is built once below from every core's estimates, not per core.
-            issued += core.build_policies(wall_s, force=force, estimates=own, with_fallback=False)
+            issued += core.build_policies(wall_s, force=force, with_fallback=False)
+            rebuilt += core.rebuilt
             floor = core.book.last_version
-            estimates.update(own)
+        self._forget(evicted)
         for policy in issued:
-            self._count_blocked(policy.segment, estimates[policy.segment])
-        if with_fallback and cores:
+            self._count_blocked(policy.segment, _beliefs_of(cores, policy.segment))
+        members = [core for core, _ in cores]
+        self._changed = bool(rebuilt or evicted) or members != self._cores
+        self._cores = members
+        fallback_due = (
+            force_fallback or rebuilt > 0 or FALLBACK_SEGMENT not in self._fallback.current
+        )
+        if with_fallback and cores and fallback_due:
+            rebuilt += 1
             self._fallback.raise_to(floor)
+            estimates: dict[str, ArmBeliefs] = {}
+            for core in members:
+                estimates.update(core.learner.beliefs)
             beliefs = fallback_beliefs(cores[0][0].learner, estimates)
             fallback = self._fallback.issue(
                 self._builder,
@@ -125,7 +159,41 @@ class Publisher:
                 self._count_blocked(FALLBACK_SEGMENT, beliefs)
             floor = self._fallback.last_version
         self.last_version = floor
+        self.rebuilt = rebuilt
         return issued
+
+    def _forget(self, evicted: list[str]) -> None:
+        if not evicted:
+            return
+        self._metrics.segments_evicted.inc(len(evicted))
+        for segment in evicted:
+            self._blocked.pop(segment, None)
+            if self.current.pop(segment, None) is not None:
+                self._tombstones.append(segment)
+        # One line per round, however many: a flood must not flood the log too.
+        log.info(
+            "segments.evicted",
+            count=len(evicted),
+            first=evicted[0],
+            note="idle longest past limits.max_segments; the `*` fallback serves them",
+        )
+
+    def _figures(self) -> dict[str, SegmentFigures]:
+        figures: dict[str, SegmentFigures] = {}
+        for core in self._cores:
+            for segment, stats in core.learner.stats.items():
+                figures[segment] = SegmentFigures(
+                    stats.updates, stats.drifts, self._blocked.get(segment, 0)
+                )
+        figures[FALLBACK_SEGMENT] = SegmentFigures(0, 0, self._blocked.get(FALLBACK_SEGMENT, 0))
+        return figures
+
+    def forget_segments(self, segments: list[str]) -> None:
+        """Segments no longer owned here (their partition dropped): out of `current` and gauges."""
+        for segment in segments:
+            self.current.pop(segment, None)
+            self._blocked.pop(segment, None)
+        self._changed = True
 
     def _count_blocked(self, segment: str, beliefs: ArmBeliefs) -> None:
         blocked = self._builder.blocked(beliefs, segment)
@@ -137,19 +205,19 @@ class Publisher:
             signed = sign(policy, self._key) if self._key is not None else policy
             self._in_flight[policy.segment, policy.version] = signed
             self._outbox.send(Message(self._topic, policy.segment.encode(), policy_value(signed)))
+        for segment in self._tombstones:
+            self._outbox.send(Message(self._topic, segment.encode(), None))
+        self._tombstones = []
 
     def delivered(self, policies: list[Policy], elapsed_s: float) -> None:
         """Record a round the broker acknowledged: metrics, the /policies view, a log event."""
         for policy in policies:
             # /policies serves them signed as on the topic, so keyed nodes can verify them.
             self.current[policy.segment] = self._in_flight.pop((policy.segment, policy.version))
-            self._metrics.greedy_threshold.labels(policy.segment).set(policy.greedy)
-            self._metrics.exploration_share.labels(policy.segment).set(exploration_share(policy))
-            blocked = self._blocked.get(policy.segment, 0)
-            self._metrics.guardrail_blocked_arms.labels(policy.segment).set(blocked)
-            self._metrics.policy_version.labels(policy.segment).set(policy.version)
         # A failed round's policies are built again (forced), never delivered as they were.
         self._in_flight.clear()
+        if policies or self._changed:
+            self._gauges.refresh(self.current, self._figures())
         self._metrics.policies_published.inc(len(policies))
         self._metrics.publish_latency.observe(elapsed_s)
         if policies:
@@ -159,3 +227,11 @@ class Publisher:
                 first_version=policies[0].version,
                 last_version=policies[-1].version,
             )
+
+
+def _beliefs_of(cores: Sequence[tuple[ControllerCore, bool]], segment: str) -> ArmBeliefs:
+    for core, _ in cores:
+        beliefs = core.learner.beliefs.get(segment)
+        if beliefs is not None:
+            return beliefs
+    raise KeyError(segment)

@@ -35,6 +35,7 @@ import base64
 import hashlib
 import math
 import zlib
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,6 +94,19 @@ def shared_features(segment: str, context: Mapping[str, ContextValue]) -> str:
     return "|s " + " ".join(parts)
 
 
+def _rows_of(
+    step_sd: float | NDArray[np.float64], index: NDArray[np.int64]
+) -> float | NDArray[np.float64]:
+    # One scale for all, or one per (segment, step): the rows of the segments solved.
+    return np.asarray(step_sd)[index] if np.ndim(step_sd) == 2 else step_sd  # noqa: PLR2004
+
+
+def _information_rows(
+    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None, index: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    return None if information is None else (information[0][index], information[1][index])
+
+
 def step_scales(knob: Knob, arms: Sequence[float]) -> NDArray[np.float64] | None:
     """Per step between neighbouring arms, its prior sd relative to one unit; None for all ones.
 
@@ -118,6 +132,7 @@ class OutcomeLearner:
         config: LearnerConfig,
         backend: Backend | None = None,
         knob: Knob = DEFAULT_KNOB,
+        max_segments: int | None = None,
     ) -> None:
         self.arms = list(arms)
         self.step_scale = step_scales(knob, self.arms)
@@ -139,6 +154,17 @@ class OutcomeLearner:
         self._shared: dict[str, str] = {}
         self.arm_counts = [0] * len(self.arms)
         self.learned = 0
+        # Bounded under floods of new segments: past `max_segments` the one idle longest
+        # (LRU by last interaction) is evicted; `evicted` lists them until the owner takes them.
+        self.max_segments = max_segments
+        self._recency: OrderedDict[str, None] = OrderedDict()
+        self.evicted: list[str] = []
+        self.evictions = 0
+        # Segments learned since their beliefs were last computed (`estimates_changed`),
+        # and what each segment's data and beliefs were then: a round costs O(changed).
+        self.dirty: set[str] = set()
+        self._observations: dict[str, Observations] = {}
+        self.beliefs: dict[str, ArmBeliefs] = {}
 
     def learn_one(
         self, interaction: Interaction, observed: Sequence[tuple[int, float, float, float]]
@@ -154,6 +180,12 @@ class OutcomeLearner:
             True if the segment's statistics detected a drift and reset.
         """
         segment = interaction.segment
+        if segment in self.stats:
+            self._recency.move_to_end(segment)
+        else:
+            self._make_room()
+            self._recency[segment] = None
+        self.dirty.add(segment)
         shared = self._shared_for(segment, interaction.context)
         for arm, _, _, _ in observed:
             self.arm_counts[arm] += 1
@@ -175,6 +207,30 @@ class OutcomeLearner:
             )
         self.learned += 1
         return stats.learn([(arm, em, tokens) for arm, em, tokens, _ in observed])
+
+    def _make_room(self) -> None:
+        if self.max_segments is None:
+            return
+        while len(self._recency) >= self.max_segments:
+            segment, _ = self._recency.popitem(last=False)
+            self.forget(segment)
+            self.evicted.append(segment)
+            self.evictions += 1
+
+    def forget(self, segment: str) -> None:
+        """Drop everything learned about `segment` (its share of the shared VW models stays)."""
+        self.stats.pop(segment, None)
+        self.contexts.pop(segment, None)
+        self._shared.pop(segment, None)
+        self._recency.pop(segment, None)
+        self.dirty.discard(segment)
+        self._observations.pop(segment, None)
+        self.beliefs.pop(segment, None)
+
+    def take_evicted(self) -> list[str]:
+        """The segments evicted since the last call."""
+        evicted, self.evicted = self.evicted, []
+        return evicted
 
     def _learn_prior(
         self, shared: str, seen: tuple[int, float, float, float], stands_for: float
@@ -219,9 +275,51 @@ class OutcomeLearner:
             observations_of(self.stats[s]) if s in self.stats else self._cold_start(s)
             for s in segments
         ]
+        return self._posteriors(segments, observations, None)
+
+    def estimates_changed(self, *, force: bool = False) -> dict[str, ArmBeliefs]:
+        """Posteriors of the segments learned since their last one (of every segment with `force`).
+
+        The shared fit (curve shape, step scales) is made on every segment's data,
+        as `estimates_all` makes it, but only the changed segments' posteriors are
+        solved: a segment without new data keeps the beliefs it had (`beliefs`),
+        built on the shape of its last estimate, until it learns again or a forced
+        round (restore, anti-entropy republish) refreshes every one. A round where
+        nothing was learned costs nothing; one where every segment learned is
+        `estimates_all`, exactly.
+        """
+        if not force and not self.dirty:
+            return {}
+        segments = list(self.stats)
+        observations = []
+        rows = []
+        for i, segment in enumerate(segments):
+            obs = self._observations.get(segment)
+            if obs is None or segment in self.dirty:
+                obs = self._observations[segment] = observations_of(self.stats[segment])
+                rows.append(i)
+            elif force:
+                rows.append(i)
+            observations.append(obs)
+        self.dirty.clear()
+        if not segments:
+            return {}
+        changed = self._posteriors(segments, observations, rows)
+        self.beliefs.update(changed)
+        return changed
+
+    def _posteriors(
+        self,
+        segments: Sequence[str],
+        observations: Sequence[Observations],
+        rows: Sequence[int] | None,
+    ) -> dict[str, ArmBeliefs]:
+        """Fit what segments share on all `observations`; solve `rows` (None: all)."""
         em_y = np.stack([o.em for o in observations])
         em_precision = np.stack([o.em_precision for o in observations])
-        em_shape = fit_shape(em_y, em_precision)
+        # What a segment's means stand for in the shared shape: capped (`pooling.pool_weights`).
+        counts = np.stack([o.n + o.prior for o in observations])
+        em_shape = fit_shape(em_y, em_precision, counts)
         paired = any(o.em_information is not None for o in observations)
         em_information = stacked(observations, "em") if paired else None
         token_information = stacked(observations, "tokens") if paired else None
@@ -231,16 +329,18 @@ class OutcomeLearner:
             em_shape[0],
             self.config.em_step_sd,
             step_sampling(em_information),
+            counts=counts,
         )
         token_y = np.stack([o.log_tokens for o in observations])
         token_precision = np.stack([o.log_tokens_precision for o in observations])
-        token_shape = fit_shape(token_y, token_precision)
+        token_shape = fit_shape(token_y, token_precision, counts)
         token_step_sd = deviation_step_sd(
             token_y,
             token_precision,
             token_shape[0],
             self.config.token_step_sd,
             step_sampling(token_information),
+            counts=counts,
         )
         # Segments measured on paired requests may loosen the steps where they depart;
         # the others keep the fleet's scale (as every segment did before traces).
@@ -256,33 +356,35 @@ class OutcomeLearner:
             em_step_sds = np.broadcast_to(em_step_sds, (len(segments), len(self.arms) - 1))
             em_step_sds = em_step_sds * self.step_scale
             token_step_sds = token_step_sd * self.step_scale
+        # Each segment's posterior is its own solve (batched): only `rows` are solved.
+        index = np.arange(len(segments)) if rows is None else np.asarray(rows, dtype=np.int64)
         em_mean, em_cov = pooled_posterior(
-            em_y,
-            em_precision,
+            em_y[index],
+            em_precision[index],
             *em_shape,
-            step_sd=em_step_sds,
+            step_sd=_rows_of(em_step_sds, index),
             level_sd=_EM_LEVEL_SD,
-            information=em_information,
+            information=_information_rows(em_information, index),
         )
         log_mean, log_cov = pooled_posterior(
-            token_y,
-            token_precision,
+            token_y[index],
+            token_precision[index],
             *token_shape,
-            step_sd=token_step_sds,
+            step_sd=_rows_of(token_step_sds, index),
             level_sd=_LOG_TOKEN_LEVEL_SD,
-            information=token_information,
+            information=_information_rows(token_information, index),
         )
         all_counts = np.sum([o.n for o in observations], axis=0)
         result: dict[str, ArmBeliefs] = {}
-        for i, (segment, obs) in enumerate(zip(segments, observations, strict=True)):
-            tokens = np.exp(log_mean[i])
-            stats = self.stats.get(segment)
+        for j, i in enumerate(index.tolist()):
+            segment, obs = segments[i], observations[i]
+            tokens = np.exp(log_mean[j])
             result[segment] = ArmBeliefs(
-                em=np.clip(em_mean[i], 0.0, 1.0),
-                em_cov=em_cov[i],
+                em=np.clip(em_mean[j], 0.0, 1.0),
+                em_cov=em_cov[j],
                 tokens=tokens,
                 # delta method: d exp(x) = exp(x) dx
-                tokens_cov=log_cov[i] * np.outer(tokens, tokens),
+                tokens_cov=log_cov[j] * np.outer(tokens, tokens),
                 n=obs.n,
                 support=obs.n + obs.prior + _SHARED_SUPPORT * (all_counts - obs.n),
                 trace_share=stats.paired.trace_share()
@@ -310,7 +412,13 @@ class OutcomeLearner:
             "contexts": self.contexts,
             "arm_counts": self.arm_counts,
             "learned": self.learned,
+            # Least recently learned first, as positions in `stats`: what a restore evicts first.
+            "recency": self._recency_positions(),
         }
+
+    def _recency_positions(self) -> list[int]:
+        position = {segment: i for i, segment in enumerate(self.stats)}
+        return [position[segment] for segment in self._recency]
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a `snapshot` (from either VW binding), replacing the current state."""
@@ -322,8 +430,20 @@ class OutcomeLearner:
         self.tokens_model = make_regressor(
             self._vw_args, self.backend, base64.b64decode(state["tokens_model"])
         )
+        order = _recency_order(list(state["stats"]), state.get("recency"))
+        # A checkpoint from a larger limit keeps its most recent segments; the rest are evicted.
+        cut = 0 if self.max_segments is None else max(0, len(order) - self.max_segments)
+        self.evicted = order[:cut]
+        self.evictions += cut
+        kept = set(order[cut:])
+        self._recency = OrderedDict.fromkeys(order[cut:])
         self.stats = {}
+        self.dirty = set(kept)
+        self._observations = {}
+        self.beliefs = {}
         for segment, stats_state in state["stats"].items():
+            if segment not in kept:
+                continue
             stats = ArmStats(
                 len(self.arms),
                 self.config.half_life,
@@ -335,6 +455,18 @@ class OutcomeLearner:
         self.contexts = {}
         self._shared = {}
         for segment, context in state["contexts"].items():
-            self._shared_for(segment, context)
+            if segment in kept:
+                self._shared_for(segment, context)
         self.arm_counts = list(state["arm_counts"])
         self.learned = int(state["learned"])
+
+
+def _recency_order(segments: list[str], positions: object) -> list[str]:
+    """Segments least recently learned first; a checkpoint without the order: first seen first."""
+    if (
+        not isinstance(positions, list)
+        or not all(type(i) is int for i in positions)
+        or sorted(positions) != list(range(len(segments)))
+    ):
+        return segments
+    return [segments[i] for i in positions]

@@ -104,7 +104,9 @@ class ControllerAgent:
         self.core.offer(outcome, now)
 
     def publish(self, now: float) -> None:
-        """Publish what changed."""
+        """Publish what changed; segments evicted (limits.max_segments) fall back to `*`."""
+        for segment in self.core.take_evicted():
+            self.published.pop(segment, None)
         for policy in self.core.build_policies(now):
             self.published[policy.segment] = policy
 

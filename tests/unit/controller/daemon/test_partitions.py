@@ -26,7 +26,6 @@ from stopbandit.controller.daemon.checkpoint_stores import Checkpoint, Checkpoin
 from stopbandit.controller.daemon.metrics import Metrics
 from stopbandit.controller.daemon.partitions import Partitions, PartitionState, RebalanceListener
 from stopbandit.controller.daemon.publish import Publisher
-from stopbandit.controller.learners.arm_stats import ArmStats
 from stopbandit.streams.codec import decode
 from stopbandit.streams.kafka import Outbox
 
@@ -44,6 +43,14 @@ def learned_core(*requests):
             event = decode(key, value)
             core.offer(event, event.ts)
     return core
+
+
+def publish_round(publisher, partitions, wall_s, *, force=False):
+    """One publish of the owned partitions, delivered (what Daemon.publish does)."""
+    cores = [(state.core, force) for state in partitions.states()]
+    policies = publisher.build(cores, wall_s, with_fallback=True)
+    publisher.send(policies)
+    publisher.delivered(policies, 0.0)
 
 
 class Checkpoints:
@@ -121,10 +128,9 @@ def test_report_adds_only_what_the_core_counted_since_the_last_report():
     assert sample("stopbandit_interactions_joined_total") == 1
 
 
-def test_gauges_give_lag_checkpoint_age_and_each_segments_drift_resets():
-    """report_gauges sets lag from the high-water mark, the age, and drift resets per segment."""
+def test_gauges_give_lag_and_checkpoint_age():
+    """report_gauges sets lag from the high-water mark and the age (drift resets: publish.py)."""
     core = learned_core(1)
-    core.learner.stats[SEGMENT].drifts = core.drifts = 2
     state = PartitionState(3, core, 10, 0.0, 8, 100.0)
     metrics = Metrics()
 
@@ -134,7 +140,6 @@ def test_gauges_give_lag_checkpoint_age_and_each_segments_drift_resets():
     sample = metrics.registry.get_sample_value
     assert sample("stopbandit_consumer_lag", {"partition": "3"}) == 15
     assert sample("stopbandit_checkpoint_age_seconds", {"partition": "3"}) == 30.0
-    assert sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 2
 
 
 def test_checkpoint_age_stays_zero_on_an_idle_partition():
@@ -150,27 +155,6 @@ def test_checkpoint_age_stays_zero_on_an_idle_partition():
     state.report_gauges(metrics, 9, 100_000.0)
     state.report_gauges(metrics, 9, 100_400.0)  # and no checkpoint covers it for 400 s
     assert metrics.registry.get_sample_value("stopbandit_checkpoint_age_seconds", age) == 400.0
-
-
-def test_drift_gauges_follow_a_new_reset_and_a_new_segment():
-    """A reset raises the segment's gauge; a newly learned segment appears at 0."""
-    core = learned_core(1)
-    state = PartitionState(0, core, 2, 0.0, None, 0.0)
-    metrics = Metrics()
-    state.report_gauges(metrics, None, 0.0)
-    sample = metrics.registry.get_sample_value
-    assert sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 0
-    assert sample("stopbandit_consumer_lag", {"partition": "0"}) is None  # no fetch yet
-
-    core.learner.stats[SEGMENT].drifts += 1
-    core.drifts += 1
-    state.report_gauges(metrics, None, 0.0)
-    assert sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 1
-
-    core.learner.stats["other/segment"] = ArmStats(len(config().arms), 1000.0, 100.0, 5.0)
-    state.report_gauges(metrics, None, 0.0)
-    assert sample("stopbandit_drift_resets", {"segment": "other/segment"}) == 0
-    assert sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 1
 
 
 def test_assign_pauses_the_new_partitions_until_they_are_restored():
@@ -355,12 +339,14 @@ def test_drop_forgets_state_policies_and_gauges_of_the_partition():
     owner = Owner()
     partitions = owner.owning(0, 1)
     partitions.owned[0].core = learned_core(1)
-    owner.publisher.current[SEGMENT] = object()
     for state in partitions.states():
         state.report_gauges(owner.metrics, 3, 1.0)
+    publish_round(owner.publisher, partitions, 1.0, force=True)
+    assert SEGMENT in owner.publisher.current
     assert owner.sample("stopbandit_drift_resets", {"segment": SEGMENT}) == 0
 
     partitions.drop(tps(0))
+    publish_round(owner.publisher, partitions, 2.0)
 
     assert sorted(partitions.owned) == [1]
     assert SEGMENT not in owner.publisher.current

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from daemon_fakes import SEGMENT, FakeProducer, Journal, config, interaction
+from prometheus_client import generate_latest
 
 from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.daemon.metrics import Metrics
@@ -102,3 +103,87 @@ def test_versions_per_ms_leave_room_below_2_to_the_53() -> None:
     """The floor stays exact in a double (JSON readers) for centuries."""
     assert version_floor(WALL_S) % VERSIONS_PER_MS == 0
     assert version_floor(8_000_000_000.0) < 2**53
+
+
+def _core_of_segments(segments: int, per_segment: int = 3, **overrides: object) -> ControllerCore:
+    """A core that learned `per_segment` interactions in each of `segments` segments."""
+    core = ControllerCore(config(**overrides))
+    for s in range(segments):
+        for i in range(per_segment):
+            for key, value in interaction(i):
+                event = decode(key, value)
+                segment = f"seg{s:03d}"
+                core.offer(
+                    event.model_copy(update={"segment": segment, "request_id": f"{s}-{i}"}), 0.0
+                )
+    return core
+
+
+def _deliver(pub: Publisher, cores: list[tuple[ControllerCore, bool]], wall_s: float) -> list:
+    policies = pub.build(cores, wall_s, with_fallback=True)
+    pub.send(policies)
+    pub.delivered(policies, 0.0)
+    return policies
+
+
+def test_a_round_rebuilds_only_the_segments_that_learned() -> None:
+    """Nothing learned: nothing built, not even `*`. One segment learned: it and `*` only."""
+    pub, _ = publisher()
+    core = _core_of_segments(20)
+    assert len(_deliver(pub, [(core, False)], WALL_S)) == 21
+    assert pub.rebuilt == 21
+    assert _deliver(pub, [(core, False)], WALL_S + 1) == []
+    assert pub.rebuilt == 0
+    for key, value in interaction(99, arm=0.5, em=0.0):
+        event = decode(key, value)
+        core.offer(event.model_copy(update={"segment": "seg007"}), 0.0)
+    _deliver(pub, [(core, False)], WALL_S + 2)
+    assert pub.rebuilt == 2  # seg007 and `*`
+    _deliver(pub, [(core, True)], WALL_S + 3)
+    assert pub.rebuilt == 21  # a forced round (anti-entropy, restore) rebuilds every one
+
+
+def test_per_segment_gauges_name_only_the_busiest_segments() -> None:
+    """top_segments by traffic and `*` by name, every other segment in `_other`."""
+    pub, _ = publisher(control={"top_segments": 3})
+    core = _core_of_segments(30)
+    for i in range(5):  # seg029 becomes the busiest
+        for key, value in interaction(100 + i):
+            core.offer(decode(key, value).model_copy(update={"segment": "seg029"}), 0.0)
+    _deliver(pub, [(core, False)], WALL_S)
+    exposition = generate_latest(pub._metrics.registry).decode()
+    for name in ("policy_greedy_threshold", "policy_version", "exploration_share", "drift_resets"):
+        labels = {
+            line.split('segment="')[1].split('"')[0]
+            for line in exposition.splitlines()
+            if line.startswith(f"stopbandit_{name}{{")
+        }
+        assert len(labels) == 3 + 2, (name, labels)  # three by name, `*`, `_other`
+        assert {"seg029", "*", "_other"} <= labels
+        named = labels - {"*", "_other"}
+    sample = pub._metrics.registry.get_sample_value
+    rest = [p for segment, p in pub.current.items() if segment not in named | {"*"}]
+    assert len(rest) == 27
+    assert sample("stopbandit_policy_version", {"segment": "_other"}) == max(
+        p.version for p in rest
+    )
+    mean_greedy = sample("stopbandit_policy_greedy_threshold", {"segment": "_other"})
+    assert min(p.greedy for p in rest) <= mean_greedy <= max(p.greedy for p in rest)
+
+
+def test_an_evicted_segment_leaves_the_view_is_tombstoned_and_counted() -> None:
+    """Past limits.max_segments: out of /policies and the book, a tombstone on the topic."""
+    pub, producer = publisher(limits={"max_segments": 5})
+    core = _core_of_segments(5, limits={"max_segments": 5})
+    _deliver(pub, [(core, False)], WALL_S)
+    producer.flush()
+    assert "seg000" in pub.current
+    for key, value in interaction(7):
+        core.offer(decode(key, value).model_copy(update={"segment": "new"}), 0.0)
+    assert "seg000" not in core.book.current
+    _deliver(pub, [(core, False)], WALL_S + 1)
+    producer.flush()
+    assert "seg000" not in pub.current
+    assert ("policies", b"seg000", None) in producer.sent
+    assert pub._metrics.registry.get_sample_value("stopbandit_segments_evicted_total") == 1
+    assert "seg000" not in core.snapshot()["policies"]

@@ -1,0 +1,95 @@
+"""The learner's segments: LRU eviction past max_segments, and estimates of the changed ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stopbandit.controller.config import LearnerConfig
+from stopbandit.controller.learners.outcome import OutcomeLearner
+from stopbandit.streams.join import Interaction
+
+ARMS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+
+
+def _interaction(i: int, segment: str, rng: np.random.Generator) -> Interaction:
+    arm = ARMS[int(rng.integers(len(ARMS)))]
+    em = float(rng.random() < 0.4 + 0.5 * arm)
+    tokens = int(200 + 2000 * arm * rng.random())
+    return Interaction(f"r{i}", segment, {"task": segment[:2]}, arm, 1 / 7, 0, em, tokens, 0, 0)
+
+
+def _learn(learner: OutcomeLearner, segments: list[str], per_segment: int, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(per_segment):
+        for segment in segments:
+            learner.learn_one(
+                interaction := _interaction(i * 1000 + len(segment), segment, rng),
+                [(ARMS.index(interaction.threshold), interaction.em, interaction.tokens, 1 / 7)],
+            )
+
+
+def _same(a: object, b: object) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("em", "em_cov", "tokens"))
+
+
+def test_past_max_segments_the_one_idle_longest_is_evicted() -> None:
+    """LRU by last interaction: a segment learned again stays; evictions are listed and counted."""
+    learner = OutcomeLearner(ARMS, LearnerConfig(), max_segments=3)
+    _learn(learner, ["a", "b", "c"], 5)
+    _learn(learner, ["a"], 1)  # b is now the idle longest
+    _learn(learner, ["d"], 1)
+    assert set(learner.stats) == {"a", "c", "d"}
+    assert learner.take_evicted() == ["b"]
+    _learn(learner, ["e", "f"], 1)
+    assert set(learner.stats) == {"d", "e", "f"}
+    assert learner.evictions == 3
+    assert "b" not in learner.contexts
+    assert "b" not in learner.snapshot()["stats"]
+
+
+def test_a_restore_under_a_smaller_limit_keeps_the_most_recent_segments() -> None:
+    """The checkpoint's recency order survives; a smaller limit evicts the least recent first."""
+    big = OutcomeLearner(ARMS, LearnerConfig())
+    _learn(big, ["a", "b", "c", "d"], 3)
+    _learn(big, ["a"], 1)  # recency: b, c, d, a
+    state = json.loads(json.dumps(big.snapshot()))
+    small = OutcomeLearner(ARMS, LearnerConfig(), max_segments=2)
+    small.restore(state)
+    assert set(small.stats) == {"d", "a"}
+    assert sorted(small.take_evicted()) == ["b", "c"]
+    assert set(small.contexts) == {"d", "a"}
+    _learn(small, ["e"], 1)  # d is the idle longest of the two kept
+    assert set(small.stats) == {"a", "e"}
+
+
+def test_changed_estimates_equal_the_full_ones_and_skip_the_unchanged() -> None:
+    """All dirty: estimates_all exactly. Nothing learned: nothing. One learned: that one."""
+    learner = OutcomeLearner(ARMS, LearnerConfig())
+    segments = [f"s{i}" for i in range(12)]
+    _learn(learner, segments, 30)
+    full = learner.estimates_all()
+    changed = learner.estimates_changed()
+    assert list(changed) == list(full)
+    assert all(_same(changed[s], full[s]) for s in segments)
+    assert learner.estimates_changed() == {}
+    _learn(learner, ["s3"], 5, seed=2)
+    changed = learner.estimates_changed()
+    assert list(changed) == ["s3"]
+    assert _same(changed["s3"], learner.estimates_all()["s3"])
+    assert learner.beliefs["s3"] is changed["s3"]
+    forced = learner.estimates_changed(force=True)
+    assert list(forced) == segments
+    assert all(_same(forced[s], learner.estimates_all()[s]) for s in segments)
+
+
+@pytest.mark.parametrize("limit", [1, 5])
+def test_the_learner_never_holds_more_than_max_segments(limit: int) -> None:
+    """However many segments arrive, at most `limit` are held, in every structure."""
+    learner = OutcomeLearner(ARMS, LearnerConfig(), max_segments=limit)
+    _learn(learner, [f"flood{i}" for i in range(40)], 1)
+    learner.estimates_changed()
+    assert len(learner.stats) == len(learner.contexts) == len(learner.beliefs) == limit
+    assert learner.evictions == 40 - limit
