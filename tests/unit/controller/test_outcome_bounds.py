@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stopbandit.controller.config import StopbanditConfig
+from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.outcome_bounds import check_outcome_bounds
 from stopbandit.streams.codec import InvalidEventError
 from stopbandit.streams.events import Decision, Outcome
@@ -36,3 +37,17 @@ def test_the_default_ceiling_and_its_validation() -> None:
     assert StopbanditConfig().limits.max_tokens == 1_048_576
     with pytest.raises(ValueError, match=r"limits\.max_tokens"):
         StopbanditConfig.model_validate({"limits": {"max_tokens": 0}})
+
+
+def test_the_core_refuses_and_learns_nothing() -> None:
+    """A wire-valid outcome of 2^63 - 1 tokens: `offer` raises, the decision still waits."""
+    core = ControllerCore(StopbanditConfig())
+    decision = Decision(
+        v=1, request_id="r1", segment="s", ts=10.0, threshold=1.0, probability=1.0, policy_version=0
+    )
+    core.offer(decision, 10.0)
+    with pytest.raises(InvalidEventError, match=r"limits\.max_tokens"):
+        core.offer(_outcome(2**63 - 1), 10.0)
+    assert core.learner.learned == 0
+    assert core.offer(_outcome(917), 10.0) is not None
+    assert core.learner.learned == 1
