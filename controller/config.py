@@ -68,7 +68,8 @@ class JoinConfig(_Section):
         wait_s: seconds (event time) one side waits for the other.
         max_pending: sides waiting at once, per partition; past it the oldest is evicted.
         max_pending_bytes: estimated bytes the waiting sides hold, per partition; past it
-            the oldest is evicted too (the chart runs 6 partitions in 1 GiB).
+            the oldest is evicted too. The chart runs 6 partitions in 1 GiB: 32 MiB each
+            is 13,000-25,000 typical decisions (1.3-2.4 KB), 1,800 of the widest (18 KB).
         dedup_capacity: joined request_ids remembered per partition, so a duplicate or
             a replay never joins twice. Every one is also in each checkpoint, so it is
             sized for duplicates from at-least-once producers (seconds to minutes of
@@ -79,7 +80,7 @@ class JoinConfig(_Section):
     max_pending: Annotated[int, Field(ge=1)] = 200_000
     # What the waiting sides may hold, estimated per side (streams/join.py `footprint_bytes`):
     # a decision with a 64-entry context costs ~15 KB, so the count alone does not bound memory.
-    max_pending_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    max_pending_bytes: Annotated[int, Field(ge=1)] = 32 * 1024 * 1024
     dedup_capacity: Annotated[int, Field(ge=1)] = 200_000
 
 
@@ -90,9 +91,9 @@ class LimitsConfig(_Section):
         max_segments: segments a partition learns at once. A new segment past it
             evicts the one idle longest (by last interaction): its statistics, policy
             and checkpoint share are dropped, and the `*` fallback serves it again.
-            Each costs ~10 KB (statistics, cached estimates, policies), so the
-            default holds a partition under ~150 MB in a flood of new segments
-            (bench/segments_flood.py).
+            Each costs ~20 KB of RSS (statistics, cached estimates, policies), so the
+            default holds a partition flooded with 1M new segments near 100 MB, six
+            of them (the chart's one pod) within its 1 GiB (bench/segments_flood.py).
         max_tokens: the most tokens one request can plausibly generate (the serving
             model's generation limit, or above it). An outcome with more is
             dead-lettered (kind `range`), never learned: one absurd value would
@@ -100,7 +101,7 @@ class LimitsConfig(_Section):
             "Controller rules").
     """
 
-    max_segments: Annotated[int, Field(ge=1)] = 10_000
+    max_segments: Annotated[int, Field(ge=1)] = 5_000
     max_tokens: Annotated[int, Field(ge=1)] = 1_048_576
 
 

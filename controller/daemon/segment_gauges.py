@@ -51,6 +51,8 @@ class SegmentGauges:
         self._metrics = metrics
         self._top = top
         self._labelled: set[str] = set()
+        # Each policy's exploration share, by segment, for the version it was computed at.
+        self._shares: dict[str, tuple[int, float]] = {}
 
     def _gauges(self) -> tuple[Gauge, ...]:
         m = self._metrics
@@ -80,7 +82,7 @@ class SegmentGauges:
             policy = policies.get(segment)
             figure = figures.get(segment, SegmentFigures(0, 0, 0))
             if policy is not None:
-                share = exploration_share(policy)
+                share = self._share(segment, policy)
                 self._set(segment, policy.greedy, share, figure, policy.version)
                 labelled.add(segment)
         if rest:
@@ -90,6 +92,16 @@ class SegmentGauges:
             for gauge in self._gauges():
                 gauge.remove(segment)
         self._labelled = labelled
+        if len(self._shares) > 2 * len(policies):
+            self._shares = {s: v for s, v in self._shares.items() if s in policies}
+
+    def _share(self, segment: str, policy: Policy) -> float:
+        cached = self._shares.get(segment)
+        if cached is not None and cached[0] == policy.version:
+            return cached[1]
+        share = exploration_share(policy)
+        self._shares[segment] = (policy.version, share)
+        return share
 
     def _set(
         self,
@@ -125,7 +137,7 @@ class SegmentGauges:
             w = float(max(figure.traffic, 1))
             weight += w
             greedy += w * policy.greedy
-            share += w * exploration_share(policy)
+            share += w * self._share(segment, policy)
             blocked += w * figure.blocked
             version = max(version, policy.version)
         if weight == 0.0:
