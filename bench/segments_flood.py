@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka.future import Future
@@ -44,6 +45,9 @@ from stopbandit.controller.daemon.metrics import Metrics
 from stopbandit.controller.daemon.publish import Publisher
 from stopbandit.streams.join import Interaction
 from stopbandit.streams.kafka import Outbox
+
+if TYPE_CHECKING:
+    from stopbandit.streams.events import Policy
 
 WALL_S = 1_764_489_600.0
 TOPIC = "stopbandit.events"
@@ -75,7 +79,7 @@ class _View:
         self.ready = True
         self._publisher = publisher
 
-    def policies(self) -> dict[str, object]:
+    def policies(self) -> dict[str, Policy]:
         return dict(self._publisher.current)
 
     def savings(self) -> dict[str, object]:

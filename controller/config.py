@@ -90,10 +90,11 @@ class LimitsConfig(_Section):
     Attributes:
         max_segments: segments a partition learns at once. A new segment past it
             evicts the one idle longest (by last interaction): its statistics, policy
-            and checkpoint share are dropped, and the `*` fallback serves it again.
-            Each costs ~20 KB of RSS (statistics, cached estimates, policies), so the
-            default holds a partition flooded with 1M new segments near 100 MB, six
-            of them (the chart's one pod) within its 1 GiB (bench/segments_flood.py).
+            and checkpoint share are dropped; back, it starts again from a cold start.
+            Each costs 20-27 KB of RSS (statistics, cached estimates, policies): a
+            partition flooded with 1M new segments grew by 132 MB at the default, so
+            the chart's one pod of six partitions stays within its 1 GiB
+            (bench/segments_flood.py).
         max_tokens: the most tokens one request can plausibly generate (the serving
             model's generation limit, or above it). An outcome with more is
             dead-lettered (kind `range`), never learned: one absurd value would

@@ -177,7 +177,7 @@ class ControllerCore:
         return [max(p, interaction.probability) for p in above]
 
     def _forget_evicted(self) -> None:
-        # An evicted segment is unknown again: no policy of its own, the `*` fallback serves it.
+        # An evicted segment is unknown again: back, it starts from a cold start (the prior).
         for segment in self.learner.take_evicted():
             self.book.current.pop(segment, None)
             if self.target is not None:

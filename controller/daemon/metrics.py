@@ -92,7 +92,7 @@ class Metrics:
         self.segments_evicted = Counter(
             "stopbandit_segments_evicted",
             "Segments evicted because limits.max_segments was reached (the one idle longest; "
-            "the `*` fallback serves it again).",
+            "back, it starts again from a cold start).",
             registry=r,
         )
         self.greedy_threshold = Gauge(

@@ -28,11 +28,11 @@ republish every `publish.republish_interval_s`) rebuilds every policy on the
 current shared fit: that period is how often a segment without traffic sees
 the curve shape the others' learning moved.
 
-Segments evicted by `limits.max_segments` leave `current` and the gauges,
-and a tombstone goes to the topic so unkeyed nodes fall back to `*` (a node
-with a key ignores unsigned tombstones and keeps the last policy: it is
-still a valid policy, only no longer refined). Evictions are counted and
-logged once per round.
+Segments evicted by `limits.max_segments` leave `current` and the gauges;
+nothing goes to the topic (the controller never deletes a policy it issued:
+wire contract), so nodes keep the segment's last policy, no longer refined,
+until the segment comes back and a newer one, built from a cold start,
+replaces it. Evictions are counted and logged once per round.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ class Publisher:
         self._in_flight: dict[tuple[str, int], Policy] = {}
         # Arms the guardrail held back when each segment's last policy was built.
         self._blocked: dict[str, int] = {}
-        self._tombstones: list[str] = []
         self._gauges = SegmentGauges(metrics, config.control.top_segments)
         # What the last build saw: its cores, and whether anything was rebuilt or evicted.
         self._cores: list[ControllerCore] = []
@@ -168,14 +167,13 @@ class Publisher:
         self._metrics.segments_evicted.inc(len(evicted))
         for segment in evicted:
             self._blocked.pop(segment, None)
-            if self.current.pop(segment, None) is not None:
-                self._tombstones.append(segment)
+            self.current.pop(segment, None)
         # One line per round, however many: a flood must not flood the log too.
         log.info(
             "segments.evicted",
             count=len(evicted),
             first=evicted[0],
-            note="idle longest past limits.max_segments; the `*` fallback serves them",
+            note="idle longest past limits.max_segments; back, they start from a cold start",
         )
 
     def _figures(self) -> dict[str, SegmentFigures]:
@@ -205,9 +203,6 @@ class Publisher:
             signed = sign(policy, self._key) if self._key is not None else policy
             self._in_flight[policy.segment, policy.version] = signed
             self._outbox.send(Message(self._topic, policy.segment.encode(), policy_value(signed)))
-        for segment in self._tombstones:
-            self._outbox.send(Message(self._topic, segment.encode(), None))
-        self._tombstones = []
 
     def delivered(self, policies: list[Policy], elapsed_s: float) -> None:
         """Record a round the broker acknowledged: metrics, the /policies view, a log event."""
