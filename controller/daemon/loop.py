@@ -48,6 +48,7 @@ from stopbandit.controller.daemon.offsets import KafkaLogOffsets
 from stopbandit.controller.daemon.outcomes import Outcomes
 from stopbandit.controller.daemon.partitions import Partitions, RebalanceListener
 from stopbandit.controller.daemon.publish import Publisher
+from stopbandit.controller.daemon.restoring import lost_to_retention
 from stopbandit.controller.daemon.stats import FleetStats, KafkaStatsReader
 from stopbandit.controller.daemon.traces import DroppedTraces
 from stopbandit.streams.codec import InvalidEventError, decode
@@ -119,6 +120,12 @@ class Connected:
     publisher: Publisher
     partitions: Partitions
     checkpointer: Checkpointer
+    log_offsets: LogOffsets | None = None
+
+    @property
+    def producer(self) -> Any:  # noqa: ANN401 - kafka-python's KafkaProducer, or a fake
+        """The producer in use (the outbox's: a replacement is seen here too)."""
+        return self.outbox.producer
 
 
 class Daemon:
@@ -302,6 +309,7 @@ class Daemon:
             wall=self._wall,
             started_s=now_s,
         )
+        log_offsets = self._log_offsets(consumer) if self._log_offsets is not None else None
         partitions = Partitions(
             self.config,
             consumer,
@@ -309,14 +317,14 @@ class Daemon:
             publisher,
             self.metrics,
             checkpoint=checkpointer.checkpoint,
-            log_offsets=self._log_offsets(consumer) if self._log_offsets is not None else None,
+            log_offsets=log_offsets,
         )
         # Subscribed last: the listener needs the partitions, which need the consumer.
         consumer.subscribe([kafka.events_topic], listener=RebalanceListener(partitions, consumer))
         self._next_publish_s = now_s + self.config.publish.interval_s
         self._next_republish_s = now_s + self.config.publish.republish_interval_s
         log.info("daemon.started", topic=kafka.events_topic, group_id=kafka.group_id)
-        return Connected(consumer, outbox, store, publisher, partitions, checkpointer)
+        return Connected(consumer, outbox, store, publisher, partitions, checkpointer, log_offsets)
 
     def _retry_until_up(self, what: str, action: Callable[[], T]) -> T:
         return retry_until_up(
@@ -424,6 +432,8 @@ class Daemon:
                 # skipping up to state.offset would be silent loss; restore decides instead.
                 connected.partitions.moved_back(state, batch[0].offset)
                 continue
+            if batch and batch[0].offset > state.offset + 1:
+                self._check_gap(connected, tp, state.offset)
             for message in batch:
                 if message.offset < state.offset:
                     continue
@@ -449,6 +459,22 @@ class Daemon:
             self.metrics.events_consumed.labels(event_type).inc(n)
         self.events_processed += count
         return count
+
+    def _check_gap(self, connected: Connected, tp: TopicPartition, offset: int) -> None:
+        """A batch starting past the partition's next offset: removed by retention, unread?
+
+        The consumer's offset reset (a fetch out of range) skips to the log's beginning
+        without a word. A gap of one is a transaction marker and is not checked.
+        """
+        if connected.log_offsets is None:
+            return
+        try:
+            beginning = connected.log_offsets.beginning(tp)
+        except KafkaError as error:
+            log.warning("partition.gap_unchecked", partition=tp.partition, error=repr(error))
+            return
+        if beginning > offset:
+            lost_to_retention(self.metrics, tp.partition, offset, beginning, "consuming")
 
     def _dead_letter(self, outbox: Outbox, message: ConsumedRecord, kind: str, reason: str) -> None:
         letter = DeadLetter(

@@ -6,6 +6,11 @@ consuming would silently skip every new event up to the old offset (the
 consumer resets to the beginning, the loop then drops what lies below the
 checkpoint's offset). restoring.py turns that into an error and a choice.
 
+Below the log's beginning, retention removed events before they were read;
+the consumer's offset reset would skip them without a word. A restore (and
+the loop, on a gap in what it consumes) compares with `beginning` and counts
+them (`stopbandit_events_lost_to_retention_total`, `events.lost_to_retention`).
+
 `ListOffsets(latest)` alone cannot say so: Tansu answers it short of the end
 when a batch held several records (streams/kafka.py `read_topic`). So an
 offset past that answer is confirmed by fetching at it with a consumer that

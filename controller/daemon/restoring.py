@@ -17,6 +17,10 @@ whatever happens to one). The cases, in order:
    was recreated under it): `checkpoint.on_offset_ahead` decides: `refuse`,
    or `reset_offsets` (keep the state, consume the partition from its
    beginning; the join's learned request_ids still skip any replayed ones).
+4. The offset to resume from is below the log's beginning (retention removed
+   events before they were consumed): they are gone, so the partition resumes
+   at the beginning, but loudly: `events.lost_to_retention` (error) and
+   `stopbandit_events_lost_to_retention_total` by how many offsets.
 """
 
 from __future__ import annotations
@@ -201,7 +205,7 @@ class Restorer:
         resume = seek_to if seek_to is not None else self._consumer.position(tp)
         end = self._offsets.beyond_end(tp, resume)
         if end is None:
-            return seek_to
+            return self._check_beginning(tp, resume, seek_to)
         detail = f"offset {resume} to resume from is past the log end {end} (topic recreated?)"
         if self._config.checkpoint.on_offset_ahead == "refuse":
             raise Refusal(tp.partition, "offset_ahead", detail)
@@ -215,3 +219,29 @@ class Restorer:
             note="checkpoint.on_offset_ahead is reset_offsets: consumed from the beginning",
         )
         return beginning
+
+    def _check_beginning(self, tp: TopicPartition, resume: int, seek_to: int | None) -> int | None:
+        # Without this, the consumer's offset reset would skip the removed events silently.
+        assert self._offsets is not None  # noqa: S101 - the caller checked
+        beginning = self._offsets.beginning(tp)
+        if resume >= beginning:
+            return seek_to
+        lost_to_retention(self._metrics, tp.partition, resume, beginning, "restore")
+        return beginning
+
+
+def lost_to_retention(
+    metrics: Metrics, partition: int, offset: int, beginning: int, when: str
+) -> None:
+    """Count and log the events between `offset` and the log's `beginning`: removed, unread."""
+    metrics.events_lost_to_retention.labels(str(partition)).inc(beginning - offset)
+    log.error(
+        "events.lost_to_retention",
+        partition=partition,
+        offset=offset,
+        beginning=beginning,
+        lost=beginning - offset,
+        when=when,
+        note="retention removed them before they were consumed; raise the events topic's "
+        "retention.ms above the longest outage (docs/operations.md)",
+    )
