@@ -99,7 +99,7 @@ class LimitsConfig(_Section):
             model's generation limit, or above it). An outcome with more is
             dead-lettered (kind `range`), never learned: one absurd value would
             otherwise outweigh every real difference between arms (wire contract,
-            "Controller rules").
+            "Controller rule (plausible range)").
     """
 
     max_segments: Annotated[int, Field(ge=1)] = 5_000
