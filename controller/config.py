@@ -144,6 +144,10 @@ class PublishConfig(_Section):
     # Anti-entropy: every policy is sent again this often, changed or not, so a policies
     # topic lost or recreated under a running daemon heals without a restart.
     republish_interval_s: Positive = 300.0
+    # A round rebuilds the segments that learned and this many others, solved longest ago,
+    # so the shared curve shape their learning moved reaches idle segments too (all of them
+    # in fleets this small; every one at each republish).
+    refresh_per_round: Annotated[int, Field(ge=0)] = 256
     hmac_key: SecretStr | None = None
 
 

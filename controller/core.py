@@ -208,12 +208,15 @@ class ControllerCore:
     ) -> list[Policy]:
         """Policies that changed since they were last built (all of them with `force`).
 
-        Only segments that learned since their last build are rebuilt
+        Only segments that learned since their last build are rebuilt, with
+        `publish.refresh_per_round` others, those built longest ago
         (`OutcomeLearner.estimates_changed`), so a round costs O(changed
-        segments); the others keep their policy until they learn again or a
-        forced round (restore, the daemon's anti-entropy republish every
-        `publish.republish_interval_s`) rebuilds them all on the current shared
-        fit. A change of the reward weights (target mode's λ) rebuilds all too.
+        segments); a round where nothing was learned builds nothing. The shape
+        the others' learning moves reaches an idle segment within
+        (segments / refresh_per_round) rounds where something was learned, and at
+        every forced round (restore, the daemon's anti-entropy republish every
+        `publish.republish_interval_s`), which rebuilds them all. A change of the
+        reward weights (target mode's λ) rebuilds all too.
 
         Args:
             now: the policies' `issued_at`.
@@ -223,7 +226,12 @@ class ControllerCore:
             with_fallback: whether the `*` fallback for unknown segments is a candidate.
         """
         issued: list[Policy] = []
-        changed = self.learner.estimates_changed(force=force) if estimates is None else estimates
+        refresh = self.config.publish.refresh_per_round
+        changed = (
+            self.learner.estimates_changed(force=force, refresh=refresh)
+            if estimates is None
+            else estimates
+        )
         every = self.learner.beliefs if estimates is None else estimates
         if self.target is not None:
             weights = self.weights

@@ -165,6 +165,8 @@ class OutcomeLearner:
         self.dirty: set[str] = set()
         self._observations: dict[str, Observations] = {}
         self.beliefs: dict[str, ArmBeliefs] = {}
+        # Segments by when their beliefs were last solved, least recent first.
+        self._solved: OrderedDict[str, None] = OrderedDict()
 
     def learn_one(
         self, interaction: Interaction, observed: Sequence[tuple[int, float, float, float]]
@@ -226,6 +228,7 @@ class OutcomeLearner:
         self.dirty.discard(segment)
         self._observations.pop(segment, None)
         self.beliefs.pop(segment, None)
+        self._solved.pop(segment, None)
 
     def take_evicted(self) -> list[str]:
         """The segments evicted since the last call."""
@@ -277,19 +280,22 @@ class OutcomeLearner:
         ]
         return self._posteriors(segments, observations, None)
 
-    def estimates_changed(self, *, force: bool = False) -> dict[str, ArmBeliefs]:
+    def estimates_changed(self, *, force: bool = False, refresh: int = 0) -> dict[str, ArmBeliefs]:
         """Posteriors of the segments learned since their last one (of every segment with `force`).
 
         The shared fit (curve shape, step scales) is made on every segment's data,
         as `estimates_all` makes it, but only the changed segments' posteriors are
-        solved: a segment without new data keeps the beliefs it had (`beliefs`),
-        built on the shape of its last estimate, until it learns again or a forced
-        round (restore, anti-entropy republish) refreshes every one. A round where
-        nothing was learned costs nothing; one where every segment learned is
+        solved, plus up to `refresh` others, those solved longest ago: the shape
+        the others' learning moved reaches a segment without traffic within
+        (segments / refresh) rounds, and at every forced round (restore,
+        anti-entropy republish), which solves them all. A round where nothing was
+        learned costs nothing (the fit has not moved either); one where every
+        segment learned, or with at most `refresh` segments unchanged, is
         `estimates_all`, exactly.
         """
         if not force and not self.dirty:
             return {}
+        stale = set() if force else self._stalest(refresh)
         segments = list(self.stats)
         observations = []
         rows = []
@@ -298,7 +304,7 @@ class OutcomeLearner:
             if obs is None or segment in self.dirty:
                 obs = self._observations[segment] = observations_of(self.stats[segment])
                 rows.append(i)
-            elif force:
+            elif force or segment in stale:
                 rows.append(i)
             observations.append(obs)
         self.dirty.clear()
@@ -306,7 +312,20 @@ class OutcomeLearner:
             return {}
         changed = self._posteriors(segments, observations, rows)
         self.beliefs.update(changed)
+        for segment in changed:
+            self._solved[segment] = None
+            self._solved.move_to_end(segment)
         return changed
+
+    def _stalest(self, count: int) -> set[str]:
+        """Up to `count` segments without new data, those solved longest ago."""
+        stale: set[str] = set()
+        for segment in self._solved:
+            if len(stale) >= count:
+                break
+            if segment not in self.dirty:
+                stale.add(segment)
+        return stale
 
     def _posteriors(
         self,
@@ -441,6 +460,7 @@ class OutcomeLearner:
         self.dirty = set(kept)
         self._observations = {}
         self.beliefs = {}
+        self._solved = OrderedDict()
         for segment, stats_state in state["stats"].items():
             if segment not in kept:
                 continue

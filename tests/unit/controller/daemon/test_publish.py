@@ -127,9 +127,10 @@ def _deliver(pub: Publisher, cores: list[tuple[ControllerCore, bool]], wall_s: f
 
 
 def test_a_round_rebuilds_only_the_segments_that_learned() -> None:
-    """Nothing learned: nothing built, not even `*`. One segment learned: it and `*` only."""
-    pub, _ = publisher()
-    core = _core_of_segments(20)
+    """Nothing learned: nothing built. One learned: it, `*` and the 3 built longest ago."""
+    refresh = {"publish": {"interval_s": 1.0, "refresh_per_round": 3}}
+    pub, _ = publisher(**refresh)
+    core = _core_of_segments(20, **refresh)
     assert len(_deliver(pub, [(core, False)], WALL_S)) == 21
     assert pub.rebuilt == 21
     assert _deliver(pub, [(core, False)], WALL_S + 1) == []
@@ -138,7 +139,8 @@ def test_a_round_rebuilds_only_the_segments_that_learned() -> None:
         event = decode(key, value)
         core.offer(event.model_copy(update={"segment": "seg007"}), 0.0)
     _deliver(pub, [(core, False)], WALL_S + 2)
-    assert pub.rebuilt == 2  # seg007 and `*`
+    assert pub.rebuilt == 1 + 3 + 1  # seg007, seg000-seg002 (the stalest) and `*`
+    assert _deliver(pub, [(core, False)], WALL_S + 2.5) == []  # nothing learned: nothing built
     _deliver(pub, [(core, True)], WALL_S + 3)
     assert pub.rebuilt == 21  # a forced round (anti-entropy, restore) rebuilds every one
 

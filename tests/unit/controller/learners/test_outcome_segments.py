@@ -93,3 +93,25 @@ def test_the_learner_never_holds_more_than_max_segments(limit: int) -> None:
     learner.estimates_changed()
     assert len(learner.stats) == len(learner.contexts) == len(learner.beliefs) == limit
     assert learner.evictions == 40 - limit
+
+
+def test_idle_segments_are_refreshed_in_turn_a_few_per_round() -> None:
+    """`refresh` others per round, those solved longest ago: every idle one within 3 rounds."""
+    learner = OutcomeLearner(ARMS, LearnerConfig())
+    segments = [f"s{i:02d}" for i in range(12)]
+    _learn(learner, segments, 10)
+    learner.estimates_changed()
+    refreshed: list[str] = []
+    for round_ in range(3):
+        _learn(learner, ["s11"], 1, seed=10 + round_)
+        changed = learner.estimates_changed(refresh=4)
+        assert "s11" in changed
+        assert len(changed) == 5
+        refreshed += [s for s in changed if s != "s11"]
+    assert sorted(refreshed) == sorted([*segments[:11], "s00"])  # s00 comes round again first
+    # With every one within `refresh`, a round is estimates_all exactly.
+    _learn(learner, ["s05"], 1, seed=20)
+    changed = learner.estimates_changed(refresh=100)
+    full = learner.estimates_all()
+    assert list(changed) == segments
+    assert all(_same(changed[s], full[s]) for s in segments)
