@@ -115,3 +115,18 @@ def test_idle_segments_are_refreshed_in_turn_a_few_per_round() -> None:
     full = learner.estimates_all()
     assert list(changed) == segments
     assert all(_same(changed[s], full[s]) for s in segments)
+
+
+@pytest.mark.parametrize("recency", [None, [0, 0, 1], ["a", 1, 2], [0, 1, 7], "0,1,2"])
+def test_a_checkpoint_without_a_usable_order_restores_first_seen_first(recency: object) -> None:
+    """Older checkpoints (no order) or a damaged one: evicted in first-seen order, no error."""
+    big = OutcomeLearner(ARMS, LearnerConfig())
+    _learn(big, ["a", "b", "c"], 2)
+    state = json.loads(json.dumps(big.snapshot()))
+    if recency is None:
+        del state["recency"]
+    else:
+        state["recency"] = recency
+    small = OutcomeLearner(ARMS, LearnerConfig(), max_segments=2)
+    small.restore(state)
+    assert list(small.stats) == ["b", "c"]
