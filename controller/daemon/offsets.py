@@ -11,6 +11,11 @@ the consumer's offset reset would skip them without a word. A restore (and
 the loop, on a gap in what it consumes) compares with `beginning` and counts
 them (`stopbandit_events_lost_to_retention_total`, `events.lost_to_retention`).
 
+A topic recreated and refilled past the checkpoint's offset before the restore
+(a broker back with empty disks, then traffic) passes both checks; its topic id
+(Kafka >= 2.8) tells, so a restore also compares the id with the one the
+partition was last consumed under in this process.
+
 `ListOffsets(latest)` alone cannot say so: Tansu answers it short of the end
 when a batch held several records (streams/kafka.py `read_topic`). So an
 offset past that answer is confirmed by fetching at it with a consumer that
@@ -23,7 +28,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaTimeoutError, OffsetOutOfRangeError
 
 from stopbandit.streams.kafka import client_settings
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT_S = 10.0
 _REQUEST_TIMEOUT_MS = 5000
+# What a broker without topic ids (before Kafka 2.8) answers.
+_NO_TOPIC_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class LogOffsets(Protocol):
@@ -52,6 +59,9 @@ class LogOffsets(Protocol):
         Raises:
             KafkaError: the broker could not tell (worth retrying).
         """
+
+    def topic_id(self, topic: str) -> str | None:
+        """The topic's id as the last metadata named it; None where the broker has none."""
 
 
 class KafkaLogOffsets:
@@ -83,6 +93,24 @@ class KafkaLogOffsets:
         if offset <= end:
             return None
         return end if self._out_of_range(partition, offset) else None
+
+    def topic_id(self, topic: str) -> str | None:
+        """From a Metadata request of its own (an admin client's).
+
+        The consumer's cached metadata may predate the recreation (seen: one partition
+        restored under the old id, the next one under the new).
+        """
+        admin = KafkaAdminClient(
+            **client_settings(self._config), request_timeout_ms=_REQUEST_TIMEOUT_MS
+        )
+        try:
+            described = admin.describe_topics([topic])
+        finally:
+            admin.close()
+        topic_id = described[0].get("topic_id") if described else None
+        if topic_id is None or str(topic_id) == _NO_TOPIC_ID:
+            return None
+        return str(topic_id)
 
     def _out_of_range(self, partition: TopicPartition, offset: int) -> bool:
         probe = KafkaConsumer(

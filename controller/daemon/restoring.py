@@ -14,7 +14,9 @@ whatever happens to one). The cases, in order:
    fresh core at the committed offset, with an error log and
    `stopbandit_checkpoint_resets_total`.
 3. The offset to resume from is past the log's end (`offset_ahead`: the topic
-   was recreated under it): `checkpoint.on_offset_ahead` decides: `refuse`,
+   was recreated under it), or the topic's id is not the one the partition was
+   last consumed under here (recreated, and refilled past the offset already):
+   `checkpoint.on_offset_ahead` decides: `refuse`,
    or `reset_offsets` (keep the state, consume the partition from its
    beginning; the join's learned request_ids still skip any replayed ones).
 4. The offset to resume from is below the log's beginning (retention removed
@@ -142,6 +144,8 @@ class Restorer:
         self._consumer = consumer
         self._offsets = offsets
         self._metrics = metrics
+        # Per partition, the events topic's id it was last restored under in this process.
+        self._topic_ids: dict[int, str] = {}
 
     def plan(self, partition: int) -> Plan:
         """What the partition starts from.
@@ -203,12 +207,18 @@ class Restorer:
     def _check_end(self, tp: TopicPartition, seek_to: int | None) -> int | None:
         assert self._offsets is not None  # noqa: S101 - the caller checked
         resume = seek_to if seek_to is not None else self._consumer.position(tp)
-        end = self._offsets.beyond_end(tp, resume)
-        if end is None:
-            return self._check_beginning(tp, resume, seek_to)
-        detail = f"offset {resume} to resume from is past the log end {end} (topic recreated?)"
+        topic_id = self._topic_id(tp)
+        # Only a checkpoint's offset belongs to the topic it was consumed from.
+        detail = self._recreated(tp, topic_id, resume) if seek_to is not None else None
+        if detail is None:
+            end = self._offsets.beyond_end(tp, resume)
+            if end is None:
+                self._remember(tp, topic_id)
+                return self._check_beginning(tp, resume, seek_to)
+            detail = f"offset {resume} to resume from is past the log end {end} (topic recreated?)"
         if self._config.checkpoint.on_offset_ahead == "refuse":
             raise Refusal(tp.partition, "offset_ahead", detail)
+        self._remember(tp, topic_id)
         beginning = self._offsets.beginning(tp)
         self._metrics.checkpoint_resets.labels(str(tp.partition), "offset_ahead").inc()
         log.error(
@@ -219,6 +229,24 @@ class Restorer:
             note="checkpoint.on_offset_ahead is reset_offsets: consumed from the beginning",
         )
         return beginning
+
+    def _topic_id(self, tp: TopicPartition) -> str | None:
+        # Stand-ins of LogOffsets without the method, and brokers before topic ids, cannot tell.
+        read_id = getattr(self._offsets, "topic_id", None)
+        return read_id(tp.topic) if read_id is not None else None
+
+    def _remember(self, tp: TopicPartition, topic_id: str | None) -> None:
+        if topic_id is not None:
+            self._topic_ids[tp.partition] = topic_id
+
+    def _recreated(self, tp: TopicPartition, topic_id: str | None, resume: int) -> str | None:
+        previous = self._topic_ids.get(tp.partition)
+        if topic_id is None or previous is None or previous == topic_id:
+            return None
+        return (
+            f"the events topic was recreated (id {previous} -> {topic_id}) under the "
+            f"checkpoint's offset {resume}; the events there now are others"
+        )
 
     def _check_beginning(self, tp: TopicPartition, resume: int, seek_to: int | None) -> int | None:
         # Without this, the consumer's offset reset would skip the removed events silently.

@@ -171,13 +171,8 @@ def test_broker_back_empty_the_daemon_publishes_and_checkpoints_again(own_broker
 
         broker.restart_empty()
         recreate_topics(broker.bootstrap_servers, topics)
-        # Produced once the daemon restored the partitions on the new topic: a log that
-        # already ran past the checkpoint's offset would hide the recreation from it.
-        wait_for(
-            lambda: len(events_named(daemon, "partition.restored")) >= 2 * PARTITIONS,
-            TIMEOUT_S,
-            "the partitions restored on the new broker",
-        )
+        # At once, so the new log may run past the checkpoints' offsets before the daemon
+        # restores on it: only the topic's new id then tells that it is another log.
         produce_lines(broker, topics.events, second)
 
         def healed_or_unhealthy() -> bool:
@@ -192,6 +187,7 @@ def test_broker_back_empty_the_daemon_publishes_and_checkpoints_again(own_broker
             TIMEOUT_S,
             "the new broker's policies topic to hold every segment's policy",
         )
+        assert events_named(daemon, "checkpoint.offset_ahead"), "the new log was not noticed"
         replaced = events_named(daemon, "producer.replaced")
         if broker.kind == "tansu":  # Kafka lets kafka-python bump the epoch instead
             assert replaced, "the stuck producer was not replaced"

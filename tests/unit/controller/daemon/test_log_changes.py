@@ -1,9 +1,16 @@
-"""Events removed by retention before they were consumed: counted and logged, never silent."""
+"""The log changed under a partition: never skipped silently.
+
+Events removed by retention before they were consumed are counted and logged; a
+topic recreated and refilled past the checkpoint's offset is not resumed mid-log.
+"""
 
 # ruff: noqa: D102 - the stand-ins implement LogOffsets, documented in daemon/offsets.py
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from daemon_fakes import (
     FakeClock,
     FakeConsumer,
@@ -23,9 +30,13 @@ WALL_S = 1_800_000_000.0
 class Log:
     """LogOffsets of a log whose beginning a test moves (nothing committed, no end check)."""
 
-    def __init__(self, beginning=0):
+    def __init__(self, beginning=0, topic_id=None):
         self.beginning_offset = beginning
         self.asked = 0
+        self.id = topic_id
+
+    def topic_id(self, topic):  # noqa: ARG002
+        return self.id
 
     def committed(self, partition):  # noqa: ARG002
         return None
@@ -38,7 +49,7 @@ class Log:
         return None
 
 
-def make_daemon(batches, journal, store, log):
+def make_daemon(batches, journal, store, log, **overrides):
     """A daemon on fakes over partition 0; returns it and its consumer (created on open)."""
     holder = {}
 
@@ -47,7 +58,7 @@ def make_daemon(batches, journal, store, log):
         return holder["consumer"]
 
     daemon = Daemon(
-        config(),
+        config(**overrides),
         consumer_factory=consumer_factory,
         producer=FakeProducer(journal),
         store=store,
@@ -138,3 +149,52 @@ def test_a_gap_inside_the_log_is_not_retention():
     assert lost(daemon) == 0
     assert "events.lost_to_retention" not in {e["event"] for e in logs}
     assert log.asked == 2  # the restore's check, and the five-offset gap's
+
+
+@pytest.mark.parametrize("on_offset_ahead", ["refuse", "reset_offsets"])
+def test_a_topic_recreated_and_refilled_past_the_checkpoint_is_not_resumed_mid_log(
+    on_offset_ahead,
+):
+    """Checkpointed at 4 on topic A; reassigned on a new topic B that already ends far past 4.
+
+    The log end cannot tell (4 is inside B); the topic id does: refused, or consumed
+    from B's beginning, as `checkpoint.on_offset_ahead` says.
+    """
+    journal = Journal()
+    log = Log(topic_id="A")
+    daemon, consumer = make_daemon(
+        [{0: interaction(1) + interaction(2)}],
+        journal,
+        FakeStore(journal),
+        log,
+        checkpoint={"interval_s": 5.0, "on_offset_ahead": on_offset_ahead},
+    )
+    polls = {"n": 0}
+
+    def on_poll():
+        polls["n"] += 1
+        if polls["n"] == 3:  # the broker came back empty, the topic was created and refilled
+            asyncio.run(consumer.listener.on_partitions_revoked(set(consumer.partitions)))
+            log.id = "B"
+            asyncio.run(consumer.listener.on_partitions_assigned(set(consumer.partitions)))
+        if polls["n"] == 6:
+            daemon.stop()
+
+    consumer.on_poll = on_poll
+    with capture_logs() as logs:
+        daemon.run()
+
+    assert ("checkpoint", (0, 4)) in journal.entries
+    named = {e["event"]: e for e in logs}
+    if on_offset_ahead == "refuse":
+        refused = named["partition.refused"]
+        assert refused["reason"] == "offset_ahead"
+        assert "recreated (id A -> B)" in refused["detail"]
+        assert not daemon.ready
+    else:
+        assert "recreated (id A -> B)" in named["checkpoint.offset_ahead"]["detail"]
+        assert ("seek", (0, 0)) in journal.entries
+        resets = daemon.metrics.registry.get_sample_value(
+            "stopbandit_checkpoint_resets_total", {"partition": "0", "reason": "offset_ahead"}
+        )
+        assert resets == 1
