@@ -148,6 +148,10 @@ class PublishConfig(_Section):
     # so the shared curve shape their learning moved reaches idle segments too (all of them
     # in fleets this small; every one at each republish).
     refresh_per_round: Annotated[int, Field(ge=0)] = 256
+    # At most this many policies are built in one round (forced rounds excepted), the
+    # busiest changed segments first; the rest wait for the next round. A flood of new
+    # segments costs ~1.8 ms each to build: bounded, the loop keeps coming round.
+    max_builds_per_round: Annotated[int, Field(ge=1)] = 1000
     hmac_key: SecretStr | None = None
 
 

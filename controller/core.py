@@ -205,6 +205,7 @@ class ControllerCore:
         force: bool = False,
         estimates: dict[str, ArmBeliefs] | None = None,
         with_fallback: bool = True,
+        max_builds: int | None = None,
     ) -> list[Policy]:
         """Policies that changed since they were last built (all of them with `force`).
 
@@ -224,11 +225,14 @@ class ControllerCore:
             estimates: the beliefs to build from instead (e.g. `learner.estimates_all()`):
                 every segment in it is a candidate.
             with_fallback: whether the `*` fallback for unknown segments is a candidate.
+            max_builds: most policies to build (not forced), the busiest changed segments
+                first, the rest next time; `publish.max_builds_per_round` by default.
         """
         issued: list[Policy] = []
         refresh = self.config.publish.refresh_per_round
+        limit = self.config.publish.max_builds_per_round if max_builds is None else max_builds
         changed = (
-            self.learner.estimates_changed(force=force, refresh=refresh)
+            self.learner.estimates_changed(force=force, refresh=refresh, limit=limit)
             if estimates is None
             else estimates
         )

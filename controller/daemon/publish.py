@@ -93,6 +93,7 @@ class Publisher:
         # Arms the guardrail held back when each segment's last policy was built.
         self._blocked: dict[str, int] = {}
         self._gauges = SegmentGauges(metrics, config.control.top_segments)
+        self._max_builds = config.publish.max_builds_per_round
         # What the last build saw: its cores, and whether anything was rebuilt or evicted.
         self._cores: list[ControllerCore] = []
         self._changed = False
@@ -121,12 +122,17 @@ class Publisher:
         issued: list[Policy] = []
         rebuilt = 0
         evicted: list[str] = []
+        # One budget for the round, over every core: a flood in one partition cannot stall them all.
+        budget = self._max_builds
         for core, force in cores:
             core.book.raise_to(floor)
             evicted += core.take_evicted()
             # `*` is built once below from every core's estimates, not per core.
-            issued += core.build_policies(wall_s, force=force, with_fallback=False)
+            issued += core.build_policies(
+                wall_s, force=force, with_fallback=False, max_builds=max(budget, 0)
+            )
             rebuilt += core.rebuilt
+            budget -= core.rebuilt
             floor = core.book.last_version
         self._forget(evicted)
         for policy in issued:

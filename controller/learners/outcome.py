@@ -280,7 +280,9 @@ class OutcomeLearner:
         ]
         return self._posteriors(segments, observations, None)
 
-    def estimates_changed(self, *, force: bool = False, refresh: int = 0) -> dict[str, ArmBeliefs]:
+    def estimates_changed(
+        self, *, force: bool = False, refresh: int = 0, limit: int | None = None
+    ) -> dict[str, ArmBeliefs]:
         """Posteriors of the segments learned since their last one (of every segment with `force`).
 
         The shared fit (curve shape, step scales) is made on every segment's data,
@@ -291,10 +293,18 @@ class OutcomeLearner:
         anti-entropy republish), which solves them all. A round where nothing was
         learned costs nothing (the fit has not moved either); one where every
         segment learned, or with at most `refresh` segments unchanged, is
-        `estimates_all`, exactly.
+        `estimates_all`, exactly. Without `force`, at most `limit` posteriors are
+        solved: the changed segments with the most interactions first, the others
+        stay changed for the next call.
         """
         if not force and not self.dirty:
             return {}
+        waiting: set[str] = set()
+        if not force and limit is not None and len(self.dirty) > limit:
+            ranked = sorted(self.dirty, key=lambda s: -self.stats[s].updates)
+            waiting = set(ranked[limit:])
+        if limit is not None:
+            refresh = min(refresh, max(limit - len(self.dirty), 0))
         stale = set() if force else self._stalest(refresh)
         segments = list(self.stats)
         observations = []
@@ -303,12 +313,13 @@ class OutcomeLearner:
             obs = self._observations.get(segment)
             if obs is None or segment in self.dirty:
                 obs = self._observations[segment] = observations_of(self.stats[segment])
-                rows.append(i)
+                if segment not in waiting:
+                    rows.append(i)
             elif force or segment in stale:
                 rows.append(i)
             observations.append(obs)
-        self.dirty.clear()
-        if not segments:
+        self.dirty = waiting
+        if not rows:
             return {}
         changed = self._posteriors(segments, observations, rows)
         self.beliefs.update(changed)

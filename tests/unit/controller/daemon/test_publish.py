@@ -189,3 +189,13 @@ def test_an_evicted_segment_leaves_the_view_and_is_counted() -> None:
     assert all(value is not None for _, _, value in producer.sent)
     assert pub._metrics.registry.get_sample_value("stopbandit_segments_evicted_total") == 1
     assert "seg000" not in core.snapshot()["policies"]
+
+
+def test_one_budget_of_builds_per_round_over_every_core() -> None:
+    """publish.max_builds_per_round bounds a round whatever the cores; the rest follow."""
+    limits = {"publish": {"interval_s": 1.0, "max_builds_per_round": 15}}
+    pub, _ = publisher(**limits)
+    cores = [(_core_of_segments(10, **limits), False), (_core_of_segments(10, **limits), False)]
+    assert len(_deliver(pub, cores, WALL_S)) == 15 + 1  # and `*`
+    assert len(_deliver(pub, cores, WALL_S + 1)) >= 5
+    assert all(len(core.book.current) == 10 for core, _ in cores)

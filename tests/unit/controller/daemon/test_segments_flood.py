@@ -66,6 +66,10 @@ _FLOOD = textwrap.dedent(
         core.learn(Interaction(f"r{i}", f"flood/{i}", {"task": "t"}, arm, 1.0, 0, 1.0, 500, 0, 0))
         if (i + 1) % (segments // 2) == 0:
             flood_built.append(publish())
+    # A flood leaves a backlog past publish.max_builds_per_round: worked off a round at a time.
+    backlog_rounds = 0
+    while publish() and backlog_rounds < 20:
+        backlog_rounds += 1
     unchanged_built = publish()
     again = core.segments[0]
     core.learn(Interaction("again", again, {"task": "t"}, arms[0], 1.0, 0, 0.0, 90, 0, 0))
@@ -73,6 +77,8 @@ _FLOOD = textwrap.dedent(
     print(json.dumps({
         "limit": config.limits.max_segments,
         "refresh": config.publish.refresh_per_round,
+        "max_builds": config.publish.max_builds_per_round,
+        "backlog_rounds": backlog_rounds,
         "held": len(core.segments),
         "policies": len(publisher.current),
         "checkpoint_segments": len(core.snapshot()["learner"]["stats"]),
@@ -131,7 +137,9 @@ def test_an_unchanged_fleet_builds_nothing_and_a_change_builds_only_it(
     assert flood["unchanged_built"] == 0
     assert flood["changed_built"] == 2 + int(flood["refresh"])  # type: ignore[call-overload]
     limit = int(flood["limit"])  # type: ignore[call-overload]
-    assert all(built <= limit + 1 for built in flood["flood_built"])  # type: ignore[attr-defined]
+    max_builds = int(flood["max_builds"])  # type: ignore[call-overload]
+    assert all(built <= max_builds + 1 for built in flood["flood_built"])  # type: ignore[attr-defined]
+    assert int(flood["backlog_rounds"]) <= limit // max_builds  # type: ignore[call-overload]
 
 
 @pytest.mark.slow

@@ -130,3 +130,20 @@ def test_a_checkpoint_without_a_usable_order_restores_first_seen_first(recency: 
     small = OutcomeLearner(ARMS, LearnerConfig(), max_segments=2)
     small.restore(state)
     assert list(small.stats) == ["b", "c"]
+
+
+def test_a_backlog_of_changed_segments_is_solved_busiest_first_within_the_limit() -> None:
+    """`limit` posteriors a call, the busiest first; the others stay changed for the next."""
+    learner = OutcomeLearner(ARMS, LearnerConfig())
+    _learn(learner, ["busy"], 30)
+    _learn(learner, [f"new{i:02d}" for i in range(25)], 1)
+    first = learner.estimates_changed(refresh=10, limit=10)
+    assert len(first) == 10
+    assert "busy" in first
+    second = learner.estimates_changed(refresh=10, limit=10)
+    third = learner.estimates_changed(refresh=10, limit=10)
+    assert len(second) == 10
+    assert set(first) | set(second) | set(third) == set(learner.stats)
+    assert len(third) == 10  # the last 6 changed, and 4 refreshed (the limit holds)
+    assert not learner.dirty
+    assert learner.estimates_changed(force=True, limit=3).keys() == learner.stats.keys()
