@@ -224,7 +224,8 @@ class Daemon:
         """Whether the loop came round recently, and finishes its work (/healthz).
 
         Unhealthy too when work (policies, dead letters, a partition's new events)
-        has waited `http.unhealthy_after_s` without a successful flush or checkpoint.
+        has waited `checkpoint.interval_s` + `http.unhealthy_after_s` without a
+        successful flush or checkpoint.
         """
         now_s = self._monotonic()
         return now_s - self.heartbeat_s < STALE_AFTER_S and self._progressing(now_s)
@@ -243,7 +244,9 @@ class Daemon:
 
     def _progressing(self, now_s: float) -> bool:
         stuck_since_s = self._stuck_since_s
-        return stuck_since_s is None or now_s - stuck_since_s < self.config.http.unhealthy_after_s
+        # A healthy daemon's oldest unfinished work is up to one checkpoint round old.
+        limit_s = self.config.checkpoint.interval_s + self.config.http.unhealthy_after_s
+        return stuck_since_s is None or now_s - stuck_since_s < limit_s
 
     def savings(self) -> dict[str, Any]:
         """The controlled vs control figures as of the last publish (/savings)."""

@@ -24,6 +24,7 @@ from stopbandit.controller.daemon.loop import Daemon
 
 WALL_S = 1_800_000_000.0
 UNHEALTHY_AFTER_S = 60.0
+CHECKPOINT_INTERVAL_S = 5.0  # daemon_fakes.config's
 
 
 class StuckProducer(FakeProducer):
@@ -119,7 +120,7 @@ def test_a_producer_that_cannot_be_replaced_fails_liveness_and_readiness():
     with capture_logs() as logs:
         daemon.run()  # 3 polls, 15 s: failing, not yet for long
     assert daemon.healthy
-    clock.now_s += UNHEALTHY_AFTER_S
+    clock.now_s += CHECKPOINT_INTERVAL_S + UNHEALTHY_AFTER_S
     daemon.heartbeat_s = clock.now_s  # the loop still comes round; its work does not get done
 
     assert not daemon.healthy
@@ -135,7 +136,7 @@ def test_events_never_checkpointed_fail_liveness_after_unhealthy_after_s():
     )
     daemon.run()  # 20 s with an uncheckpointed partition
     assert daemon.healthy
-    clock.now_s += UNHEALTHY_AFTER_S
+    clock.now_s += CHECKPOINT_INTERVAL_S + UNHEALTHY_AFTER_S
     daemon.heartbeat_s = clock.now_s
 
     assert not daemon.healthy
