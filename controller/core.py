@@ -49,6 +49,7 @@ class ControllerCore:
             else None
         )
         self.weights = reward_weights(config, self.target)
+        self._built_weights = self.weights
         self.join = JoinBuffer(
             wait_s=config.join.wait_s,
             max_pending=config.join.max_pending,
@@ -238,10 +239,12 @@ class ControllerCore:
         )
         every = self.learner.beliefs if estimates is None else estimates
         if self.target is not None:
-            weights = self.weights
             self.tune(every, now)
-            if self.weights != weights:
-                changed = every
+        if self.weights != self._built_weights:
+            # Target mode's λ moved (stepped here, or taken from the fleet by set_lambda):
+            # every segment's policy moves with it, changed data or not.
+            changed = every
+            self._built_weights = self.weights
         self.rebuilt = len(changed)
         for segment, beliefs in changed.items():
             policy = self.book.issue(self.builder, segment, beliefs, self.weights, now, force=force)

@@ -98,3 +98,20 @@ def test_a_damaged_target_state_is_refused() -> None:
     state["target"] = {"controller": {"lambda": "x"}}
     with pytest.raises(ValueError, match="lambda"):
         target_core().restore(state)
+
+
+def test_a_lambda_taken_from_the_fleet_rebuilds_every_policy_without_new_data() -> None:
+    """A replica not owning partition 0 gets λ by set_lambda: the next round rebuilds all.
+
+    Publishing only segments that learned must not leave policies on the old weights
+    (both target-mode replica tests timed out on exactly that).
+    """
+    core = target_core()
+    serve(core, 1, 50, 1.0, 1000)
+    first = {p.segment: p for p in core.build_policies(0.0)}
+    assert first["s"].reward.token_cost_per_1k == core.config.reward.token_cost_per_1k
+    assert core.build_policies(1.0) == []  # nothing learned, nothing moved
+    core.set_lambda(0.5)
+    rebuilt = {p.segment: p for p in core.build_policies(2.0)}
+    assert set(rebuilt) == {"s", "*"}
+    assert {p.reward.token_cost_per_1k for p in rebuilt.values()} == {0.5}
