@@ -148,6 +148,16 @@ class DaemonProcess:
                 continue
         return parsed
 
+    def owned(self) -> set[int]:
+        """The partitions it holds now, from its log's restore and revoke events."""
+        held: set[int] = set()
+        for event in self.events():
+            if event["event"] == "partition.restored":
+                held.add(event["partition"])
+            elif event["event"] == "partitions.revoked":
+                held.difference_update(event["partitions"])
+        return held
+
     def restored(self) -> bool:
         """Whether it restored (and so consumes) at least one partition."""
         return any(e.get("event") == "partition.restored" for e in self.events())

@@ -24,17 +24,6 @@ INTERACTIONS = 8_000
 TIMEOUT_S = 180.0
 
 
-def owned(process: DaemonProcess) -> set[int]:
-    """The partitions a replica holds now, from its log's assign/revoke events."""
-    held: set[int] = set()
-    for event in process.events():
-        if event["event"] == "partition.restored":
-            held.add(event["partition"])
-        elif event["event"] == "partitions.revoked":
-            held.difference_update(event["partitions"])
-    return held
-
-
 def test_survivor_takes_over_from_kafka_checkpoints_without_relearning(broker, tmp_path):
     """The partitions split; after a kill -9 the survivor restores them and learns each once."""
     topics = create_topics(broker.bootstrap_servers, events_partitions=PARTITIONS)
@@ -49,18 +38,20 @@ def test_survivor_takes_over_from_kafka_checkpoints_without_relearning(broker, t
     second = DaemonProcess(config_path, tmp_path / "second.log")
     try:
         wait_for(
-            lambda: owned(first) and owned(second) and owned(first) | owned(second) == {0, 1, 2, 3},
+            lambda: (
+                first.owned() and second.owned() and first.owned() | second.owned() == {0, 1, 2, 3}
+            ),
             TIMEOUT_S,
             "both replicas to own partitions",
         )
-        assert not owned(first) & owned(second)
+        assert not first.owned() & second.owned()
         produce(broker.bootstrap_servers, topics.events, [(segment_of(x), x) for x in lines[:half]])
         wait_for(
             lambda: learned_in_checkpoints(config, PARTITIONS) == (half // 2, 0),
             TIMEOUT_S,
             "the first half to be checkpointed",
         )
-        victim = owned(first)
+        victim = first.owned()
 
         first.kill()
         produce(broker.bootstrap_servers, topics.events, [(segment_of(x), x) for x in lines[half:]])

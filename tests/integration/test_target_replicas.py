@@ -23,17 +23,6 @@ TIMEOUT_S = 180.0
 START_COST = 0.02
 
 
-def owned(process: DaemonProcess) -> set[int]:
-    """The partitions a replica holds now, from its log's assign/revoke events."""
-    held: set[int] = set()
-    for event in process.events():
-        if event["event"] == "partition.restored":
-            held.add(event["partition"])
-        elif event["event"] == "partitions.revoked":
-            held.difference_update(event["partitions"])
-    return held
-
-
 def test_partition_zero_steps_lambda_and_both_replicas_build_with_it(broker, tmp_path):
     """The owner of partition 0 alone steps λ, and every policy ends up carrying it.
 
@@ -60,7 +49,7 @@ def test_partition_zero_steps_lambda_and_both_replicas_build_with_it(broker, tmp
     second = DaemonProcess(config_path, tmp_path / "second.log")
     try:
         wait_for(
-            lambda: owned(first) and owned(second) and owned(first) | owned(second) == {0, 1},
+            lambda: first.owned() and second.owned() and first.owned() | second.owned() == {0, 1},
             TIMEOUT_S,
             "both replicas to own a partition",
         )
@@ -79,7 +68,7 @@ def test_partition_zero_steps_lambda_and_both_replicas_build_with_it(broker, tmp
 
         wait_for(settled, TIMEOUT_S, "every policy to carry one tuned λ")
         # Read before stopping: on the way down partition 0, and λ, move to the survivor.
-        leader, follower = (first, second) if 0 in owned(first) else (second, first)
+        leader, follower = (first, second) if 0 in first.owned() else (second, first)
         steps = [e for e in leader.events() if e["event"] == "target.stepped"]
         follower_steps = [e for e in follower.events() if e["event"] == "target.stepped"]
         assert "*" in policies()
