@@ -5,13 +5,16 @@ which folds, verifies and validates them. Documents are parsed with the
 client's reader (`parse_json`), so a policy with a repeated key is refused
 there like one from the topic; a repeat in the answer's own frame (a segment
 named twice) refuses the whole answer. The topic and HTTP followers run
-in a background thread each and stop on `close()`.
+in a background thread each and stop on `close()`. The HTTP follower reads
+every page of the daemon's paged `/policies` on each poll and offers them as
+one snapshot, so a node following a daemon with many segments holds them all.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Self
@@ -32,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 _POLL_TIMEOUT_MS = 200
 _RETRY_MAX_S = 5.0
+# 100,000 policies at the daemon's default page of 1,000: well past what a fleet of
+# partitions holds at their default segment limit, and a bound on one poll's memory.
+HTTP_MAX_PAGES = 100
 
 
 def policy_documents(payload: Any) -> list[Any]:  # noqa: ANN401 - parsed JSON of any shape
@@ -88,7 +94,7 @@ class _Follower(ABC):
         return self
 
     def wait_caught_up(self, timeout_s: float) -> bool:
-        """Whether the first full read (topic to its end, or one HTTP answer) finished in time."""
+        """Whether the first full read (topic to its end, or all HTTP pages once) ended in time."""
         return self._caught_up.wait(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -214,39 +220,107 @@ class TopicFollower(_Follower):
         return True
 
 
+def _next_cursor(payload: Any) -> str | None:  # noqa: ANN401 - parsed JSON of any shape
+    """The `next` of a paged `/policies` answer: None on its last page and for unpaged shapes.
+
+    Raises:
+        ValueError: `next` is neither a string nor null.
+    """
+    if not isinstance(payload, dict) or "policies" not in payload:
+        return None
+    cursor = payload.get("next")
+    if cursor is None or isinstance(cursor, str):
+        return cursor
+    raise ValueError(f"next: {cursor!r} is not a string or null")
+
+
+def _page_url(url: str, after: str) -> str:
+    """`url` asking for the page after `after`; its other parameters (`limit`) are kept."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(name, value) for name, value in query if name != "after"]
+    query.append(("after", after))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 class HttpPoller(_Follower):
     """Polls the daemon's `/policies` endpoint into a client.
 
+    Each poll follows `next` (passed back as `after`) until it is null, then
+    offers every page's policies together: a poll that fails on any page
+    offers nothing and is retried, so the client keeps what it held. An
+    endpoint answering a list, a mapping or a policies file (no `next`) is one
+    page.
+
     Args:
         client: the client to feed.
-        url: the endpoint, e.g. `http://controller:8080/policies`.
+        url: the endpoint, e.g. `http://controller:8080/policies` (a `limit`
+            parameter in it sets the page size and is sent with every page).
         interval_s: time between polls.
         timeout_s: per-request timeout.
+        max_pages: pages read in one poll; past them the poll offers what it
+            read and logs a warning (`policy_source.pages_capped`).
     """
 
     name = "policy-http"
 
     def __init__(
-        self, client: PolicyClient, url: str, *, interval_s: float = 5.0, timeout_s: float = 5.0
+        self,
+        client: PolicyClient,
+        url: str,
+        *,
+        interval_s: float = 5.0,
+        timeout_s: float = 5.0,
+        max_pages: int = HTTP_MAX_PAGES,
     ) -> None:
         super().__init__()
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url: {url!r} is not an http(s) URL")
+        if max_pages < 1:
+            raise ValueError(f"max_pages: {max_pages} is not at least 1")
         self.client = client
         self.url = url
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.max_pages = max_pages
 
     def poll_once(self) -> int:
-        """Fetch the endpoint once and offer what it lists.
+        """Fetch every page of the endpoint once and offer what they list.
 
         Returns:
             How many policies were newer than those held.
+
+        Raises:
+            OSError: a page could not be fetched (nothing is offered).
+            ValueError: a page is not JSON, repeats a key of its frame, or
+                its `next` names a cursor already followed (nothing is offered).
         """
-        # The scheme is checked in __init__; only http(s) reaches urlopen.
-        with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
-            payload = parse_json(response.read())
-        return sum(self.client.offer_document(d) for d in policy_documents(payload))
+        documents: list[Any] = []
+        url, followed = self.url, set[str]()
+        for _ in range(self.max_pages):
+            payload = self._fetch(url)
+            documents.extend(policy_documents(payload))
+            cursor = _next_cursor(payload)
+            if cursor is None:
+                break
+            if cursor in followed:
+                raise ValueError(f"next: {cursor!r} does not advance (already followed)")
+            followed.add(cursor)
+            url = _page_url(self.url, cursor)
+        else:
+            log.warning(
+                "policy_source.pages_capped",
+                url=self.url,
+                pages=self.max_pages,
+                read=len(documents),
+                next=cursor,
+            )
+        return sum(self.client.offer_document(d) for d in documents)
+
+    def _fetch(self, url: str) -> Any:  # noqa: ANN401 - parsed JSON of any shape
+        # The scheme is checked in __init__ and pages only add a query: only http(s) is opened.
+        with urllib.request.urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310
+            return parse_json(response.read())
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -209,3 +211,130 @@ class RawJson(str):
     """An answer the test server sends as written, not through json.dumps."""
 
     __slots__ = ()
+
+
+class PagedPolicies:
+    """What the paged test server serves: the daemon's paging over `documents`, and faults."""
+
+    def __init__(self, documents: dict[str, dict[str, Any]]) -> None:
+        self.documents = documents
+        self.failing_after: str | None = None  # the page after this cursor answers 500
+        self.stuck = False  # `next` repeats the request's cursor (or the first page's)
+        self.queries: list[dict[str, list[str]]] = []
+
+    def answer(self, query: dict[str, list[str]]) -> tuple[int, bytes]:
+        """(status, body) for one GET: segment order, at most `limit`, from after `after`."""
+        self.queries.append(query)
+        after = query.get("after", [None])[0]
+        if after is not None and after == self.failing_after:
+            return 500, b"broken\n"
+        limit = int(query.get("limit", ["1000"])[0])
+        segments = sorted(self.documents)
+        start = bisect.bisect_right(segments, after) if after is not None else 0
+        names = segments[start : start + limit]
+        more = start + limit < len(segments)
+        cursor = names[-1] if more and names else None
+        if self.stuck:
+            cursor = after or names[-1]
+        body = {"policies": {s: self.documents[s] for s in names}, "next": cursor}
+        return 200, json.dumps(body).encode()
+
+
+@pytest.fixture
+def paged_server() -> Iterator[tuple[str, PagedPolicies]]:
+    """A loopback HTTP server paging seven segments' policies two at a time (`?limit=2`)."""
+    served = PagedPolicies({f"s{i}": policy_document(f"s{i}", 1) for i in range(7)})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            status, body = served.answer(query)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/policies?limit=2", served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_poller_reads_every_page(paged_server):
+    """Four pages of two: the node holds all seven segments, asking with each page's `next`."""
+    url, served = paged_server
+    client = PolicyClient(fallback_threshold=1.0)
+    assert HttpPoller(client, url).poll_once() == 7
+    assert {s: client.version(s) for s in served.documents} == dict.fromkeys(served.documents, 1)
+    assert [q.get("after") for q in served.queries] == [None, ["s1"], ["s3"], ["s5"]]
+    assert all(q["limit"] == ["2"] for q in served.queries)
+    served.documents = {s: policy_document(s, 3) for s in served.documents}
+    with HttpPoller(client, url, interval_s=0.05) as poller:
+        assert poller.wait_caught_up(timeout_s=10.0)
+        assert client.wait_covers(dict.fromkeys(served.documents, 3), timeout_s=10.0)
+
+
+def test_http_poller_refuses_a_cursor_that_does_not_advance(paged_server):
+    """A `next` already followed is an error after two requests, not a loop; nothing is offered."""
+    url, served = paged_server
+    served.stuck = True
+    client = PolicyClient(fallback_threshold=1.0)
+    with pytest.raises(ValueError, match="does not advance"):
+        HttpPoller(client, url).poll_once()
+    assert len(served.queries) == 2
+    assert client.policies == {}
+
+
+def test_http_poller_keeps_what_it_held_when_a_page_fails(paged_server):
+    """A failing second page fails the poll whole, so the held policies stay; the next takes all."""
+    url, served = paged_server
+    client = PolicyClient(fallback_threshold=1.0)
+    poller = HttpPoller(client, url)
+    assert poller.poll_once() == 7
+    served.documents = {s: policy_document(s, 2) for s in served.documents}
+    served.failing_after = "s1"
+    with pytest.raises(OSError, match="500"):
+        poller.poll_once()
+    assert {s: client.version(s) for s in served.documents} == dict.fromkeys(served.documents, 1)
+    served.failing_after = None
+    assert poller.poll_once() == 7
+    assert all(client.version(s) == 2 for s in served.documents)
+
+
+def test_http_poller_stops_at_max_pages_with_a_warning(paged_server):
+    """Past `max_pages` the poll offers the pages it read and says what it left."""
+    url, served = paged_server
+    client = PolicyClient(fallback_threshold=1.0)
+    with capture_logs() as logs:
+        assert HttpPoller(client, url, max_pages=2).poll_once() == 4
+    assert len(served.queries) == 2
+    assert sorted(client.policies) == ["s0", "s1", "s2", "s3"]
+    capped = [e for e in logs if e["event"] == "policy_source.pages_capped"]
+    assert [(e["pages"], e["next"]) for e in capped] == [(2, "s3")]
+    with pytest.raises(ValueError, match="max_pages"):
+        HttpPoller(client, url, max_pages=0)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda docs: docs,
+        lambda docs: {d["segment"]: d for d in docs},
+    ],
+)
+def test_http_poller_reads_an_unpaged_answer_as_one_page(policies_server, shape):
+    """A list or a bare mapping (even with a segment called `next`) is the whole answer."""
+    url, answer = policies_server
+    answer[0] = shape([policy_document("next", 1), policy_document("b", 1)])
+    client = PolicyClient(fallback_threshold=1.0)
+    assert HttpPoller(client, url).poll_once() == 2
+    assert sorted(client.policies) == ["b", "next"]
