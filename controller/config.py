@@ -229,6 +229,9 @@ class TargetConfig(_Section):
             as many tokens as that allows.
         interval_s: least event time between two steps of λ.
         min_interactions: least requests an interval must hold before λ steps.
+        reference_share: least probability of the reference arm in every segment's policy
+            (within exploration.max_explore), so the arm the target is measured against
+            keeps being measured; not applied when the control group serves that arm.
         integral_gain: e-folds of λ per point of error per step (None: the metric's default).
         proportional_gain: e-folds of λ per point of change in the error (None: default).
         max_step: largest change of log λ in one step.
@@ -242,6 +245,7 @@ class TargetConfig(_Section):
     max_em_drop_pts: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] | None = None
     interval_s: Positive = 10.0
     min_interactions: Annotated[int, Field(ge=1)] = 500
+    reference_share: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = 0.03
     integral_gain: Positive | None = None
     proportional_gain: NonNegative | None = None
     max_step: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.25
@@ -380,14 +384,18 @@ class StopbanditConfig(BaseSettings):
                 f"the greedy one = {floors:g} exceeds exploration.max_explore "
                 f"{self.exploration.max_explore:g} (lower the floor or raise the cap)"
             )
-        share = self.guardrail.reference_share
-        if self.guardrail.max_em_drop_pts is not None and floors + share > (
-            self.exploration.max_explore + 1e-12
-        ):
-            raise ValueError(
-                f"guardrail.reference_share: {share:g} on top of the floors ({floors:g}) "
-                f"exceeds exploration.max_explore {self.exploration.max_explore:g}"
-            )
+        shares = {
+            "guardrail.reference_share": (
+                self.guardrail.reference_share if self.guardrail.max_em_drop_pts is not None else 0
+            ),
+            "target.reference_share": self.target.reference_share if self.target.enabled else 0,
+        }
+        for name, share in shares.items():
+            if floors + share > self.exploration.max_explore + 1e-12:
+                raise ValueError(
+                    f"{name}: {share:g} on top of the floors ({floors:g}) "
+                    f"exceeds exploration.max_explore {self.exploration.max_explore:g}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ every call takes `now`, and state moves in and out as JSON-ready data.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -358,7 +359,22 @@ def policy_builder(config: StopbanditConfig) -> PolicyBuilder:
         control=control,
         reference_arm=reference_arm,
         guardrail=config.guardrail,
+        reference_floor=target_reference_floor(config),
     )
+
+
+def target_reference_floor(config: StopbanditConfig) -> float:
+    """The least share of the reference arm target mode keeps in every segment's policy.
+
+    Target mode measures against the reference arm, which the policies leave once
+    they save tokens: without a control group serving it, its estimate would rest on
+    ever older data. With one, the control group measures it.
+    """
+    if not config.target.enabled:
+        return 0.0
+    if config.control.fraction > 0.0 and math.isclose(config.control_arm, config.reference_arm):
+        return 0.0
+    return config.target.reference_share
 
 
 def reward_weights(config: StopbanditConfig, target: TargetMode | None = None) -> RewardWeights:

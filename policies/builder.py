@@ -105,6 +105,8 @@ class PolicyBuilder:
     control: ControlGroup | None = None
     reference_arm: int | None = None
     guardrail: GuardrailConfig = field(default_factory=GuardrailConfig)
+    # Least share of the reference arm in every segment (target mode measuring against it).
+    reference_floor: float = 0.0
 
     def decide(
         self, beliefs: ArmBeliefs, weights: Weights, *, segment: str | None = None
@@ -126,10 +128,13 @@ class PolicyBuilder:
         )
 
     def yardstick(self, segment: str | None = None) -> tuple[int, float] | None:
-        """The reference arm and its least share where a guardrail applies to `segment`."""
-        if self.guardrail.drop_pts_for(segment) is None or self.reference_arm is None:
+        """The reference arm and its least share (a guardrail's on `segment`, target mode's)."""
+        if self.reference_arm is None:
             return None
-        return self.reference_arm, self.guardrail.reference_share
+        share = self.reference_floor
+        if self.guardrail.drop_pts_for(segment) is not None:
+            share = max(share, self.guardrail.reference_share)
+        return (self.reference_arm, share) if share > 0.0 else None
 
     def over_limit(
         self, beliefs: ArmBeliefs, segment: str | None = None

@@ -112,7 +112,9 @@ class FleetStats:
             # playing once λ moves them off it (docs/operations.md, target mode).
             log.warning(
                 "target.no_control_group",
-                fix="set control.fraction (0.05 recommended) so the reference stays measured",
+                reference_share=config.target.reference_share,
+                fix="set control.fraction (0.05 recommended): a random draw measures the "
+                "reference arm, not only what target.reference_share keeps on it",
             )
         self.fleet_lambda: float | None = None
         self.fleet_achieved: float | None = None

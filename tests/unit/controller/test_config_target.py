@@ -71,3 +71,16 @@ def test_a_dumped_config_reads_back() -> None:
     assert not load_config(**dumped).target.enabled
     dumped["target"]["token_reduction"] = 0.3
     assert load_config(**dumped).target.enabled
+
+
+def test_the_reference_share_must_fit_the_exploration_cap() -> None:
+    """Floors plus target mode's reference share over max_explore: refused, naming both."""
+    exploration = {"floor": 0.02, "max_explore": 0.15}
+    assert load_config(target={"token_reduction": 0.3}, exploration=exploration).target.enabled
+    (error,) = errors_of(
+        target={"token_reduction": 0.3, "reference_share": 0.05}, exploration=exploration
+    )
+    assert error[0] == "target.reference_share"
+    assert "exceeds exploration.max_explore" in error[1]
+    # Outside target mode the share asks for nothing.
+    load_config(exploration=exploration)

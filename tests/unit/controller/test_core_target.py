@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stopbandit.controller.config import load_config
-from stopbandit.controller.core import ControllerCore, reward_weights
+from stopbandit.controller.core import ControllerCore, reward_weights, target_reference_floor
 from stopbandit.streams.events import Decision, Outcome
 
 ARMS = [0.5, 0.8, 1.0]
@@ -115,3 +115,28 @@ def test_a_lambda_taken_from_the_fleet_rebuilds_every_policy_without_new_data() 
     rebuilt = {p.segment: p for p in core.build_policies(2.0)}
     assert set(rebuilt) == {"s", "*"}
     assert {p.reward.token_cost_per_1k for p in rebuilt.values()} == {0.5}
+
+
+def test_the_reference_arm_keeps_a_share_while_no_control_group_measures_it() -> None:
+    """Target mode measures against the reference arm: policies that leave it keep a share.
+
+    With a control group serving the reference arm it is measured there, so no
+    share is kept; outside target mode neither.
+    """
+    core = target_core()
+    assert target_reference_floor(core.config) == core.config.target.reference_share > 0
+    serve(core, 1, 400, 0.5, 100)
+    core.set_lambda(5.0)  # tokens dear: the greedy arm moves off the reference arm
+    (policy,) = [p for p in core.build_policies(1000.0) if p.segment == "s"]
+    assert policy.greedy != 1.0
+    assert dict(zip(policy.arms, policy.pmf, strict=True))[1.0] >= 0.03 - 1e-12
+
+    controlled = load_config(
+        None, arms=ARMS, default_arm=1.0, target=TARGET, control={"fraction": 0.05}
+    )
+    assert target_reference_floor(controlled) == 0.0
+    elsewhere = load_config(
+        None, arms=ARMS, default_arm=1.0, target=TARGET, control={"fraction": 0.05, "arm": 0.8}
+    )
+    assert target_reference_floor(elsewhere) == elsewhere.target.reference_share
+    assert target_reference_floor(load_config(None, arms=ARMS, default_arm=1.0)) == 0.0
