@@ -6,7 +6,9 @@ Prints:
    producer process filled, as a ratio to a bare kafka-python consume loop over
    the same topic (target >= 10k interactions/s), and the same per CPU second: CPU
    time per interaction of each (all threads of each process), which a shared,
-   loaded machine disturbs far less than wall time;
+   loaded machine disturbs far less than wall time; and the floor: the bare loop's
+   CPU plus what no daemon of this design skips (its events validated by the wire
+   models, the two VW learns of each interaction), with the ratio it would give;
 2. latency: with a producer process sending `--rate` interactions/s for
    `--duration-s` and `publish.interval_s: 0.5`, p50/p99 of the time from a probe
    outcome being produced to a policy that includes it being readable on the
@@ -55,8 +57,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from stopbandit.controller.commands.simulate import simulated_event_lines, simulation_config
+from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.learners.outcome import shared_features
 from stopbandit.controller.sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stopbandit.streams.codec import decode
 from stopbandit.streams.embedded import EmbeddedTansu, pick_free_port
+from stopbandit.streams.events import Decision
 
 STOPBANDIT = str(Path(sys.executable).parent / "stopbandit")
 # The daemon runs with the environment the image gives it (Dockerfile's ENV); the
@@ -215,6 +221,35 @@ def bare_loop(bootstrap: str, topic: str, events: int) -> tuple[float, float]:
     consumer.commit()
     consumer.close()
     return elapsed, cpu_s
+
+
+def floor_cpu_s(pool: Path) -> tuple[float, int]:
+    """CPU seconds of the work no daemon of this design skips, and the interactions it covers.
+
+    Per interaction: validating its two events with the wire models (`decode`, as
+    the daemon's first step does) and the two VW learns of its played arm (EM and
+    tokens, through the learner's own models). Added to the bare loop's CPU, it is
+    the least a daemon could spend with no join, statistics, publish or loop at all.
+    """
+    lines = pool.read_bytes().splitlines()
+    started = time.process_time()
+    events = [decode(None, line) for line in lines]
+    decode_s = time.process_time() - started
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    learner = ControllerCore(simulation_config(scenario, None)).learner
+    arms = {arm: k for k, arm in enumerate(learner.arms)}
+    played = {e.request_id: arms[e.threshold] for e in events if isinstance(e, Decision)}
+    learns = [
+        (f"|a a{played[e.request_id]}", shared_features(e.segment, {}), e.em, e.tokens)
+        for e in events
+        if not isinstance(e, Decision) and e.request_id in played
+    ]
+    started = time.process_time()
+    for action, shared, em, tokens in learns:
+        learner.em_model.learn_one(f"{em!r} 1.0 {shared} {action}")
+        learner.tokens_model.learn_one(f"{np.log1p(tokens)!r} 1.0 {shared} {action}")
+    learn_s = time.process_time() - started
+    return decode_s + learn_s, len(learns)
 
 
 class Daemon:
@@ -404,6 +439,14 @@ def throughput(
         f"  CPU per interaction    : bare {1e6 * bare_cpu_s / interactions:,.1f} us (median), "
         f"daemon {1e6 * daemon_cpu_s / interactions:,.1f} us, all threads "
         f"(ratio {bare_cpu_s / daemon_cpu_s:.2f})"
+    )
+    # The least of three: the first run also pays for warming up the models and the parser.
+    floor_s, floor_interactions = min(floor_cpu_s(pool) for _ in range(3))
+    floor_us = 1e6 * (bare_cpu_s / interactions + floor_s / floor_interactions)
+    print(
+        f"  floor, same run        : bare + wire-model decode + 2 VW learns = {floor_us:,.1f} us "
+        f"per interaction: a daemon doing nothing else would reach ratio "
+        f"{1e6 * bare_cpu_s / interactions / floor_us:.2f}"
     )
     if profile:
         profiled_dir = workdir / "profiled"
