@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--interactions", type=int, default=80_000)
     parser.add_argument("--steady-from", type=int, default=50_000)
-    parser.add_argument("--control", type=float, default=0.05, help="control.fraction")
+    parser.add_argument("--control", type=float, default=0.15, help="control.fraction")
     parser.add_argument("--replay-seeds", default="1")
     parser.add_argument("--quick", action="store_true", help="seed 1, 60k, no replay")
     args = parser.parse_args()

@@ -113,8 +113,8 @@ class FleetStats:
             log.warning(
                 "target.no_control_group",
                 reference_share=config.target.reference_share,
-                fix="set control.fraction (0.05 recommended): a random draw measures the "
-                "reference arm, not only what target.reference_share keeps on it",
+                fix="set control.fraction (0.15 holds the target within 1-2 points): a random "
+                "draw measures the reference arm, not only what target.reference_share keeps",
             )
         self.fleet_lambda: float | None = None
         self.fleet_achieved: float | None = None

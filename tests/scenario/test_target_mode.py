@@ -1,19 +1,20 @@
 """Target mode on the shipped scenarios: the true token reduction holds the target.
 
-Fixed seeds 1-3, 80k interactions, control.fraction 0.05 (the reference arm's
-tokens are what the target is measured against; without a control group the
-policies leave the reference arm thin once they move off it, see
-docs/operations.md). Targets the reward binds on: mixed-reasoning at 45 %
-(it saves ~36 % at any λ, so 30 % would rest λ at its floor) and
-drift-example at 30 %, whose curves and traffic drift at 20k. Measured when
-written (bench/target_mode.py): steady reductions 45.56, 44.91, 44.20 and
-31.29, 29.65, 28.05 points; offline λ / online λ 0.97 and 1.05.
+Fixed seeds 1-3, 80k interactions, control.fraction 0.15. The target is measured
+against the reference arm's tokens, which the policies stop playing once they
+save: the control group is what measures them, and the precision of the
+achieved figure is the precision of that mean (drift-example's heavy segment has
+token cv 0.7). Measured when written (bench/target_mode.py, seeds 1-6, mean over
+50k-80k): at 15 %, mixed-reasoning 44.78-45.70 against 45 and drift-example
+29.17-31.08 against 30; at 5 %, 44.00-45.88 and 28.05-32.78 (seed 6 2.8 points
+off), so a 5 % control group holds the target within ±3, not ±2. Targets the
+reward binds on: mixed-reasoning at 45 % (it saves ~36 % at any λ, so 30 %
+would rest λ at its floor) and drift-example at 30 %, whose curves and traffic
+drift at 20k. Offline λ / online λ: 0.84 and 0.99 (seed 1).
 
 Through a drift inside the steady window (drift-example's drift moved to 50k,
-100k interactions), seeds 1-3 measured 31.7, 31.4, 25.9 over the 10k after
-the drift and 30.6, 30.1, 27.6 over the 40k after that: seed 3's reference
-tokens of the heavy segment are estimated a few percent high, so it holds
-±2.5 points, not ±2; the test's margins are ±3 and ±5.
+100k interactions), seeds 1-6 at 15 % measured 28.0-30.8 over the 10k after the
+drift and 29.6-31.0 over the 40k after that (at 5 %: 25.9-32.2 and 28.1-31.5).
 """
 
 import math
@@ -34,13 +35,14 @@ pytestmark = pytest.mark.slow
 
 INTERACTIONS = 80_000
 STEADY_FROM = 50_000
+CONTROL_FRACTION = 0.15
 TARGETS = {"mixed-reasoning": 0.45, "drift-example": 0.30}
 
 
 def run(tmp_path, name, seed, log=None, *, drift_at=None, interactions=INTERACTIONS):
     """A target-mode run; its report's target section and the config it ran with."""
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"control": {"fraction": 0.05}}))
+    path.write_text(yaml.safe_dump({"control": {"fraction": CONTROL_FRACTION}}))
     scenario = load_scenario(SHIPPED_DIR / f"{name}.yaml")
     if drift_at is not None:
         drift = [d.model_copy(update={"at": drift_at}) for d in scenario.drift]
@@ -99,6 +101,6 @@ def test_replay_calibrates_lambda_within_20_percent_of_online(tmp_path, name):
 def test_the_target_holds_through_a_drift_inside_the_window(tmp_path, seed):
     """With drift-example's drift moved to 50k, λ re-tunes and the target holds after it."""
     target, _ = run(tmp_path, "drift-example", seed, drift_at=50_000, interactions=100_000)
-    assert abs(steady(target, 40_000, 50_000) - 30.0) <= 3.0  # before
-    assert abs(steady(target, 50_000, 60_000) - 30.0) <= 5.0  # the drift's 10k
-    assert abs(steady(target, 60_000) - 30.0) <= 3.0  # after
+    assert abs(steady(target, 40_000, 50_000) - 30.0) <= 2.0  # before
+    assert abs(steady(target, 50_000, 60_000) - 30.0) <= 3.0  # the drift's 10k
+    assert abs(steady(target, 60_000) - 30.0) <= 2.0  # after
