@@ -10,6 +10,10 @@ any gzip reader concatenates back into the document):
 `offset` is the next offset to consume: every event before it is in `state`
 (learned, pending in the join buffer, or dropped), none after it;
 `watermark_s` is the partition's event-time clock (see controller/daemon/loop.py).
+The learner's `recency` is written before its `stats` (older checkpoints have
+it after them, or none): a daemon's restore reads at most `limits.max_segments`
+segments of a checkpoint, as a stream, and that order tells it, as it meets
+each one, whether it is kept (`decode`'s `max_segments`, checkpoint_bounded.py).
 
 Whatever a store hands back is validated against `CheckpointDocument` (its
 format version included) before the core sees it: bytes that do not
@@ -30,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stopbandit.controller.daemon.checkpoint_bounded import read_bounded
 
 CHECKPOINT_FORMAT = 1
 _MAX_REASONS = 3
@@ -149,14 +155,26 @@ class Checkpoint:
             "offset": self.offset,
             "written_at": self.written_at,
             "watermark_s": self.watermark_s,
-            "state": self.state,
+            "state": _recency_first(self.state),
         }
         raw = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
         return _compress(raw)
 
     @classmethod
-    def decode(cls, topic: str, partition: int, blob: bytes) -> Checkpoint:
+    def decode(
+        cls, topic: str, partition: int, blob: bytes, *, max_segments: int | None = None
+    ) -> Checkpoint:
         """Parse and validate what `encode` wrote.
+
+        Args:
+            topic: the events topic of the partition.
+            partition: the partition.
+            blob: the bytes a store read.
+            max_segments: most segments to read (`limits.max_segments`). A checkpoint
+                holding more is read in bounded memory (checkpoint_bounded.py): the
+                statistics of those the learner's restore would evict are not read, and
+                stand in `state` as None, so that it evicts them (listed, counted).
+                None: every segment is read.
 
         Raises:
             CorruptCheckpointError: the bytes are not a valid checkpoint of this partition.
@@ -164,7 +182,8 @@ class Checkpoint:
         if not blob:
             raise CorruptCheckpointError(topic, partition, "empty")
         try:
-            document = json.loads(gzip.decompress(blob))
+            bounded = None if max_segments is None else read_bounded(blob, max_segments)
+            document = json.loads(gzip.decompress(blob)) if bounded is None else bounded
         except (OSError, EOFError, ValueError, zlib.error, RecursionError) as error:
             # BadGzipFile (not gzip, CRC), EOFError (truncated), zlib.error (bit flips),
             # ValueError (JSON, UTF-8): each is the same verdict, with its own detail.
@@ -186,6 +205,15 @@ class Checkpoint:
             state=document["state"],  # validated above; the core restores from plain data
             watermark_s=model.watermark_s,
         )
+
+
+def _recency_first(state: dict[str, Any]) -> dict[str, Any]:
+    # The learner's order before its statistics: a bounded read then knows, as it meets each
+    # segment, whether it keeps it (one pass instead of two). JSON readers see the same data.
+    learner = state.get("learner")
+    if not isinstance(learner, dict) or "recency" not in learner:
+        return state
+    return {**state, "learner": {"recency": learner["recency"], **learner}}
 
 
 # Long base64 strings (the join's id digests, VW models) are close to random: deflate's

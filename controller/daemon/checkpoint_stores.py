@@ -26,6 +26,9 @@ Two stores, each keeping two copies and loading the newest valid one:
 `load` raises `CorruptCheckpointError` only when no copy is valid, with every
 copy's reason; it returns None only when there is no copy at all (never written,
 or deleted), and then the caller decides whether that is plausible (restoring.py).
+It decodes the copies newest first and stops at the first valid one, reading at
+most `max_segments` segments of it (`Checkpoint.decode`): a restore holds one
+copy, bounded, however large the stored ones are.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from stopbandit.controller.daemon.checkpoint_format import (
 from stopbandit.streams.kafka import Message, Outbox, read_topic
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from stopbandit.controller.config import CheckpointConfig
     from stopbandit.streams.kafka_config import KafkaConfig
@@ -102,8 +105,12 @@ class CheckpointStore(Protocol):
             CheckpointError: it could not be written (the previous one is intact).
         """
 
-    def load(self, topic: str, partition: int) -> Checkpoint | None:
+    def load(
+        self, topic: str, partition: int, *, max_segments: int | None = None
+    ) -> Checkpoint | None:
         """The newest valid checkpoint of the partition, or None if there is none at all.
+
+        `max_segments`: read at most that many segments (`Checkpoint.decode`).
 
         Raises:
             CorruptCheckpointError: copies exist but none is valid.
@@ -112,6 +119,16 @@ class CheckpointStore(Protocol):
 
     def close(self) -> None:
         """Release resources."""
+
+
+def through_first_valid(copies: Iterable[Copy]) -> list[Copy]:
+    """The copies, newest first, up to the first valid one: older ones are not even decoded."""
+    read: list[Copy] = []
+    for copy in copies:
+        read.append(copy)
+        if copy.checkpoint is not None:
+            break
+    return read
 
 
 def newest_valid(topic: str, partition: int, copies: Sequence[Copy]) -> Checkpoint | None:
@@ -192,13 +209,15 @@ class DirCheckpointStore:
             raise CheckpointError(topic, partition, str(error)) from None
         self._keep_previous.discard((topic, partition))
 
-    def copies(self, topic: str, partition: int) -> list[Copy]:
+    def copies(self, topic: str, partition: int, *, max_segments: int | None = None) -> list[Copy]:
         """The newest file and the previous one, valid or with their reasons (absent: left out).
 
         Raises:
             CheckpointError: a file exists but cannot be read (I/O).
         """
-        found: list[Copy] = []
+        return list(self._copies(topic, partition, max_segments))
+
+    def _copies(self, topic: str, partition: int, max_segments: int | None) -> Iterator[Copy]:
         for path in (self.path(topic, partition), self.previous_path(topic, partition)):
             try:
                 blob = path.read_bytes()
@@ -207,14 +226,20 @@ class DirCheckpointStore:
             except OSError as error:
                 raise CheckpointError(topic, partition, f"{path.name}: {error}") from None
             try:
-                found.append(Copy(path.name, Checkpoint.decode(topic, partition, blob), None))
+                copy = Copy(
+                    path.name,
+                    Checkpoint.decode(topic, partition, blob, max_segments=max_segments),
+                    None,
+                )
             except CorruptCheckpointError as error:
-                found.append(Copy(path.name, None, error.reason))
-        return found
+                copy = Copy(path.name, None, error.reason)
+            yield copy
 
-    def load(self, topic: str, partition: int) -> Checkpoint | None:
+    def load(
+        self, topic: str, partition: int, *, max_segments: int | None = None
+    ) -> Checkpoint | None:
         """The newest valid file (the previous one if the newest is missing or corrupt)."""
-        copies = self.copies(topic, partition)
+        copies = through_first_valid(self._copies(topic, partition, max_segments))
         checkpoint = newest_valid(topic, partition, copies)
         newest = self.path(topic, partition).name
         if checkpoint is not None and (checkpoint.fell_back or copies[0].name != newest):
@@ -311,7 +336,7 @@ class KafkaCheckpointStore:
         self._generations[base] = generation
         self._good_slot[base] = slot
 
-    def copies(self, topic: str, partition: int) -> list[Copy]:
+    def copies(self, topic: str, partition: int, *, max_segments: int | None = None) -> list[Copy]:
         """Every manifest of the partition, newest generation first, valid or with its reason.
 
         Unreadable manifests (no generation to order them by) come first; deleted
@@ -320,6 +345,9 @@ class KafkaCheckpointStore:
         Raises:
             CheckpointError: the topic cannot be read now.
         """
+        return list(self._copies(topic, partition, max_segments))
+
+    def _copies(self, topic: str, partition: int, max_segments: int | None) -> Iterator[Copy]:
         base = self._base(topic, partition)
         try:
             self._refresh()
@@ -327,16 +355,21 @@ class KafkaCheckpointStore:
             raise CheckpointError(topic, partition, f"reading {self.topic}: {error!r}") from None
         manifests = self._manifests(base)
         self._note(base, manifests)
-        broken = [Copy(name, None, reason) for name, reason in manifests if isinstance(reason, str)]
+        for name, reason in manifests:
+            if isinstance(reason, str):
+                yield Copy(name, None, reason)
         valid = sorted(
             ((name, m) for name, m in manifests if isinstance(m, Manifest)),
             key=lambda item: -item[1].generation,
         )
-        return broken + [self._assemble(topic, partition, base, name, m) for name, m in valid]
+        for name, m in valid:
+            yield self._assemble(topic, partition, base, name, m, max_segments=max_segments)
 
-    def load(self, topic: str, partition: int) -> Checkpoint | None:
+    def load(
+        self, topic: str, partition: int, *, max_segments: int | None = None
+    ) -> Checkpoint | None:
         """The newest valid slot; None when no manifest exists or every one was deleted."""
-        copies = self.copies(topic, partition)
+        copies = through_first_valid(self._copies(topic, partition, max_segments))
         if all(c.error == "deleted (tombstone)" for c in copies):
             return None
         checkpoint = newest_valid(topic, partition, copies)
@@ -369,7 +402,16 @@ class KafkaCheckpointStore:
         else:
             self._generations.setdefault(base, 0)
 
-    def _assemble(self, topic: str, partition: int, base: str, name: str, m: Manifest) -> Copy:
+    def _assemble(
+        self,
+        topic: str,
+        partition: int,
+        base: str,
+        name: str,
+        m: Manifest,
+        *,
+        max_segments: int | None,
+    ) -> Copy:
         label = f"generation {m.generation} slot {m.slot}"
         parts: list[bytes] = []
         for index in range(m.chunks):
@@ -386,7 +428,8 @@ class KafkaCheckpointStore:
         if hashlib.sha256(blob).hexdigest() != m.sha256:
             return Copy(label, None, "SHA-256 mismatch")
         try:
-            return Copy(label, Checkpoint.decode(topic, partition, blob), None)
+            checkpoint = Checkpoint.decode(topic, partition, blob, max_segments=max_segments)
+            return Copy(label, checkpoint, None)
         except CorruptCheckpointError as error:
             return Copy(label, None, error.reason)
 

@@ -23,6 +23,12 @@ whatever happens to one). The cases, in order:
    events before they were consumed): they are gone, so the partition resumes
    at the beginning, but loudly: `events.lost_to_retention` (error) and
    `stopbandit_events_lost_to_retention_total` by how many offsets.
+
+A checkpoint is read with at most `limits.max_segments` segments, the most
+recently learned (checkpoint_bounded.py): one written under a larger limit, or
+before there was one, restores in memory bounded by the limit, not by what it
+holds. The others are evicted: `checkpoint.segments_evicted` (info) at the
+restore, `stopbandit_segments_evicted_total` once the publisher forgets them.
 """
 
 from __future__ import annotations
@@ -117,6 +123,17 @@ def _restored(config: StopbanditConfig, checkpoint: Checkpoint) -> ControllerCor
     except Exception as error:  # noqa: BLE001 - any failure deep in a restore is the same verdict
         reason = f"state does not restore ({type(error).__name__}: {error})"
         raise CorruptCheckpointError(checkpoint.topic, checkpoint.partition, reason) from None
+    if core.learner.evictions:
+        # Counted in stopbandit_segments_evicted_total when the publisher forgets them.
+        log.info(
+            "checkpoint.segments_evicted",
+            partition=checkpoint.partition,
+            kept=len(core.learner.stats),
+            evicted=core.learner.evictions,
+            max_segments=config.limits.max_segments,
+            note="the checkpoint held more than limits.max_segments: the most recently "
+            "learned kept, the others start again from a cold start",
+        )
     return core
 
 
@@ -179,7 +196,10 @@ class Restorer:
         self, tp: TopicPartition
     ) -> tuple[Checkpoint | None, ControllerCore | None, tuple[Reason, str] | None]:
         try:
-            checkpoint = self._store.load(tp.topic, tp.partition)
+            # At most the segments this core keeps are read (checkpoint_bounded.py).
+            checkpoint = self._store.load(
+                tp.topic, tp.partition, max_segments=self._config.limits.max_segments
+            )
         except CorruptCheckpointError as error:
             return None, None, ("corrupt", error.reason)
         if checkpoint is None:

@@ -203,7 +203,10 @@ class FakeStore:
         self.journal.add("checkpoint", (checkpoint.partition, checkpoint.offset))
         self.saved[checkpoint.partition] = checkpoint
 
-    def load(self, topic: str, partition: int) -> Checkpoint | None:
+    def load(
+        self, topic: str, partition: int, *, max_segments: int | None = None
+    ) -> Checkpoint | None:
+        # Whole: the core's restore keeps max_segments of them, as it would of any checkpoint.
         return self.saved.get(partition)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from stopbandit.controller.daemon.checkpoint_stores import (
     KafkaCheckpointStore,
 )
 from stopbandit.streams.codec import decode
+from stopbandit.streams.join import Interaction
 
 
 def learned_core(n: int) -> ControllerCore:
@@ -497,3 +498,53 @@ def _decoded_or_error(blob: bytes) -> Checkpoint | CorruptCheckpointError:
         return Checkpoint.decode("events", 0, blob)
     except CorruptCheckpointError as error:
         return error
+
+
+# -- bounded loads: one copy, at most max_segments of it --------------------------------------
+
+
+def _core_of_segments(segments: str) -> ControllerCore:
+    core = ControllerCore(config())
+    for i, segment in enumerate(segments):
+        core.learn(Interaction(f"r{i}", segment, {"task": "t"}, 1.0, 1.0, 0, 1.0, 500, 0, 0))
+    return core
+
+
+@pytest.mark.parametrize("kind", ["dir", "kafka"])
+def test_load_decodes_the_newest_valid_copy_only_and_at_most_max_segments(
+    tmp_path, monkeypatch, kind
+):
+    """Not the older copy while the newest is valid; of the newest, the limit's most recent."""
+    outbox = LogOutbox()
+
+    def opened() -> DirCheckpointStore | KafkaCheckpointStore:
+        return (
+            DirCheckpointStore(tmp_path) if kind == "dir" else kafka_store(outbox, monkeypatch, 256)
+        )
+
+    store = opened()
+    store.save(checkpoint_of(_core_of_segments("ab"), 2))
+    store.save(checkpoint_of(_core_of_segments("abcdb"), 5))
+    decoded: list[int] = []
+    decode = Checkpoint.decode
+
+    def counted(topic, partition, blob, **limit):
+        decoded.append(partition)
+        return decode(topic, partition, blob, **limit)
+
+    monkeypatch.setattr(Checkpoint, "decode", counted)
+    reader = opened()
+
+    loaded = reader.load("events", 0, max_segments=2)
+
+    assert loaded is not None
+    assert loaded.offset == 5
+    assert decoded == [0]
+    stats = loaded.state["learner"]["stats"]  # the others stand as None, for the learner to evict
+    assert {s: value is not None for s, value in stats.items()} == {
+        "a": False,
+        "b": True,
+        "c": False,
+        "d": True,
+    }
+    assert len(reader.copies("events", 0)) == 2  # what `checkpoint inspect` lists: both, whole

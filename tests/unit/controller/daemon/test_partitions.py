@@ -204,12 +204,12 @@ class FailingStore(FakeStore):
         self.failures = dict(failures)  # partition -> loads left to fail
         self.loads = 0
 
-    def load(self, topic, partition):
+    def load(self, topic, partition, *, max_segments=None):
         self.loads += 1
         if self.failures.get(partition, 0) > 0:
             self.failures[partition] -= 1
             raise CheckpointError(topic, partition, "unreadable")
-        return super().load(topic, partition)
+        return super().load(topic, partition, max_segments=max_segments)
 
 
 def test_a_failed_restore_waits_for_its_backoff_then_restores():

@@ -30,7 +30,9 @@ from stopbandit.controller.daemon.checkpoint_stores import (
 from stopbandit.controller.daemon.metrics import Metrics
 from stopbandit.controller.daemon.partitions import Partitions
 from stopbandit.controller.daemon.publish import Publisher
+from stopbandit.controller.daemon.restoring import Restorer
 from stopbandit.streams.codec import decode
+from stopbandit.streams.join import Interaction
 from stopbandit.streams.kafka import Outbox
 
 
@@ -75,10 +77,10 @@ class CorruptStore(FakeStore):
         super().__init__(journal)
         self.corrupt = set(corrupt)
 
-    def load(self, topic, partition):
+    def load(self, topic, partition, *, max_segments=None):
         if partition in self.corrupt:
             raise CorruptCheckpointError(topic, partition, "no valid copy (bit flipped)")
-        return super().load(topic, partition)
+        return super().load(topic, partition, max_segments=max_segments)
 
 
 class Owner:
@@ -329,3 +331,28 @@ def test_dir_store_corruptions_end_as_refusals_through_the_real_store(tmp_path):
     assert owner.refused(0, "corrupt") == 1
     assert owner.refused(1, "corrupt") == 1
     assert "state.learner" in owner.partitions.refused[0].detail
+
+
+def test_a_checkpoint_over_the_limit_keeps_the_most_recent_and_counts_the_rest(tmp_path):
+    """The limit's most recent restored, read bounded; the others logged, counted when forgotten."""
+    store = DirCheckpointStore(tmp_path)
+    big = ControllerCore(config())
+    for i, segment in enumerate("abcdeb"):  # least recently learned first: a c d e b
+        big.learn(Interaction(f"r{i}", segment, {"task": "t"}, 1.0, 1.0, 0, 1.0, 500, 0, 0))
+    store.save(Checkpoint(TOPIC, 0, 6, 1.0, big.snapshot(), 1000.0))
+    cfg = config(limits={"max_segments": 2})
+    metrics = Metrics()
+    restorer = Restorer(cfg, store, FakeConsumer(Journal(), [], (0,)), None, metrics)
+
+    with capture_logs() as logs:
+        plan = restorer.plan(0)
+
+    assert plan.core.segments == ["b", "e"]
+    assert plan.checkpoint is not None
+    assert plan.checkpoint.state["learner"]["stats"]["a"] is None  # never built
+    assert plan.core.learner.stats["b"].to_json() == big.learner.stats["b"].to_json()
+    [evicted] = events(logs, "checkpoint.segments_evicted")
+    assert (evicted["partition"], evicted["kept"], evicted["evicted"]) == (0, 2, 3)
+    publisher = Publisher(cfg, Outbox(FakeProducer(Journal())), metrics)
+    publisher.build([(plan.core, True)], 2000.0, with_fallback=True)
+    assert metrics.registry.get_sample_value("stopbandit_segments_evicted_total") == 3
