@@ -18,7 +18,13 @@ everything) every `--publish-every` interactions, as the daemon does every
 - the checkpoint: size, write (snapshot + encode) and restore (decode +
   restore) times;
 - a restart from a checkpoint written with 200,000 segments (`--big`) under the
-  default limit: restore time and peak RSS, in a subprocess of its own.
+  default limit, as the daemon restores it (`Checkpoint.decode` with
+  `max_segments`, then `ControllerCore.restore`): restore time, first publish
+  and peak RSS, each in a subprocess of its own, for the checkpoint as
+  `Checkpoint.encode` writes it and in the two layouts of older writers (the
+  learner's order after its statistics; no order, from before the limit).
+  Every 40th segment learns again last, so the order keeps others than the
+  last ones first seen.
 
     .venv/bin/python bench/segments_flood.py            # 1,000,000 segments (~2.5 min)
     .venv/bin/python bench/segments_flood.py --quick    # 100,000 segments, 50,000 big
@@ -27,6 +33,8 @@ everything) every `--publish-every` interactions, as the daemon does every
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import resource
 import subprocess
 import sys
@@ -96,6 +104,11 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    # VmHWM is this process's own: ru_maxrss also counts the parent's peak at the fork + exec
+    # of a `--restart` subprocess (the parent having just written the big checkpoint).
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -143,23 +156,54 @@ def _restart(path: str) -> None:
     blob = Path(path).read_bytes()
     flood = Flood()
     started = time.perf_counter()
-    checkpoint = Checkpoint.decode(TOPIC, 0, blob)
+    # As the daemon's restore reads it (restoring.py: the store's load with the limit).
+    limit = flood.config.limits.max_segments
+    checkpoint = Checkpoint.decode(TOPIC, 0, blob, max_segments=limit)
     flood.core.restore(checkpoint.state)
     restore_s = time.perf_counter() - started
     publish_s, built, _ = flood.publish(force=True)
     print(f"{restore_s} {publish_s} {built} {len(flood.core.segments)} {_peak_mb()}")
 
 
-def _big_checkpoint(segments: int, directory: Path) -> tuple[Path, float]:
-    """A checkpoint holding `segments` segments (written without a limit, as before one)."""
+# The layouts of a checkpoint's learner, as each writer wrote it.
+LAYOUTS = {
+    "now": "as encode writes it",
+    "order last": "order after the statistics",
+    "no order": "no order, from before the limit",
+}
+
+
+def _big_checkpoints(segments: int, directory: Path) -> tuple[dict[str, Path], float]:
+    """A checkpoint holding `segments` segments (written without a limit, as before one).
+
+    In each of `LAYOUTS`; its size as `encode` writes it, in MB.
+    """
     flood = Flood(max_segments=segments)
     for i in range(segments):
         flood.learn(f"big{i}")
+    for i in range(0, segments, 40):
+        flood.learn(f"big{i}")
     state = flood.core.snapshot()
     blob = Checkpoint(TOPIC, 0, flood.learned, WALL_S, state, WALL_S).encode()
-    path = directory / "big.ckpt"
-    path.write_bytes(blob)
-    return path, len(blob) / 1e6
+    # The snapshot's own order (`recency` last) is the older writers'; before it, no order.
+    without = {k: v for k, v in state["learner"].items() if k != "recency"}
+    documents = {"order last": state, "no order": {**state, "learner": without}}
+    paths = {"now": directory / "now.ckpt"}
+    paths["now"].write_bytes(blob)
+    for layout, older in documents.items():
+        document = {
+            "format": 1,
+            "topic": TOPIC,
+            "partition": 0,
+            "offset": flood.learned,
+            "written_at": WALL_S,
+            "watermark_s": WALL_S,
+            "state": older,
+        }
+        paths[layout] = directory / f"{layout.replace(' ', '-')}.ckpt"
+        raw = json.dumps(document, separators=(",", ":")).encode()
+        paths[layout].write_bytes(gzip.compress(raw, compresslevel=6))
+    return paths, len(blob) / 1e6
 
 
 def main() -> None:
@@ -243,23 +287,24 @@ def main() -> None:
         )
     )
     with tempfile.TemporaryDirectory() as directory:
-        path, big_mb = _big_checkpoint(args.big, Path(directory))
-        out = subprocess.run(
-            [sys.executable, __file__, "--restart", str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-    restore_s, publish_s, built, held, peak = (float(v) for v in out[-5:])
-    rows.append(
-        (
-            f"restart from {args.big:,} segments ({big_mb:.1f} MB)",
-            (
-                f"restore {restore_s:.1f} s, first publish {publish_s:.1f} s "
-                f"({built:,.0f} built), {held:,.0f} held, peak RSS {peak:.0f} MB"
-            ),
-        )
-    )
+        paths, big_mb = _big_checkpoints(args.big, Path(directory))
+        for layout, path in paths.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--restart", str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            restore_s, publish_s, built, held, peak = (float(v) for v in out[-5:])
+            rows.append(
+                (
+                    f"restart from {args.big:,} segments ({big_mb:.1f} MB), {LAYOUTS[layout]}",
+                    (
+                        f"restore {restore_s:.1f} s, first publish {publish_s:.1f} s "
+                        f"({built:,.0f} built), {held:,.0f} held, peak RSS {peak:.0f} MB"
+                    ),
+                )
+            )
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
