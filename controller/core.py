@@ -11,6 +11,9 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from stopbandit.controller.learners.caps import capped_columns
 from stopbandit.controller.learners.outcome import OutcomeLearner
 from stopbandit.controller.outcome_bounds import check_outcome_bounds
 from stopbandit.controller.savings_tally import SavingsTally, tally_restored, tally_snapshot
@@ -333,11 +336,30 @@ class ControllerCore:
 def fallback_beliefs(learner: OutcomeLearner, estimates: dict[str, ArmBeliefs]) -> ArmBeliefs:
     """Beliefs for a segment never seen: every known segment's, weighted by its traffic.
 
+    No segment weighs more than all the others together, in the traffic shares
+    and in each arm's support and count (`caps.capped_columns`, the shape's
+    own rule): one segment of any size holds at most half of `*`, and its traffic
+    on an arm nobody else plays cannot make that arm supported there (issue 14).
     With no segment known yet, the learner's cold start for `*` (its shared models' prior).
     """
     if not estimates:
         return learner.estimates(FALLBACK_SEGMENT)
-    return ArmBeliefs.pooled(list(estimates.values()))
+    segments = list(estimates.values())
+    traffic = capped_columns(np.array([[b.n.sum()] for b in segments]))[:, 0]
+    share = (
+        traffic / traffic.sum()
+        if traffic.sum() > 0
+        else np.full(len(segments), 1.0 / len(segments))
+    )
+    return ArmBeliefs(
+        em=np.tensordot(share, np.stack([b.em for b in segments]), axes=1),
+        em_cov=np.tensordot(share**2, np.stack([b.em_cov for b in segments]), axes=1),
+        tokens=np.tensordot(share, np.stack([b.tokens for b in segments]), axes=1),
+        tokens_cov=np.tensordot(share**2, np.stack([b.tokens_cov for b in segments]), axes=1),
+        n=capped_columns(np.stack([b.n for b in segments])).sum(axis=0),
+        support=capped_columns(np.stack([b.support for b in segments])).sum(axis=0),
+        trace_share=float(np.dot(share, [b.trace_share for b in segments])),
+    )
 
 
 def policy_builder(config: StopbanditConfig) -> PolicyBuilder:

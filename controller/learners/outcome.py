@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stopbandit.controller.learners.arm_stats import ArmStats
+from stopbandit.controller.learners.caps import capped_columns
 from stopbandit.controller.learners.observations import (
     Observations,
     cold_start,
@@ -49,8 +50,9 @@ from stopbandit.controller.learners.observations import (
     step_sampling,
 )
 from stopbandit.controller.learners.pooling import (
+    Shape,
     deviation_step_sd,
-    fit_shape,
+    fit_shapes,
     pooled_posterior,
     step_sds,
 )
@@ -105,6 +107,43 @@ def _information_rows(
     information: tuple[NDArray[np.float64], NDArray[np.float64]] | None, index: NDArray[np.int64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
     return None if information is None else (information[0][index], information[1][index])
+
+
+def _posterior_rows(
+    y: NDArray[np.float64],
+    precision: NDArray[np.float64],
+    fitted: tuple[Shape, dict[int, Shape]],
+    index: NDArray[np.int64],
+    *,
+    step_sd: float | NDArray[np.float64],
+    level_sd: float,
+    information: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Posteriors of the segments (rows) `index`: on the shared shape, or on their own one.
+
+    A segment the per-arm cap cut is solved on its own shape (`pooling.fit_shapes`).
+    """
+    shape, own = fitted
+    mean, cov = pooled_posterior(
+        y[index],
+        precision[index],
+        *shape,
+        step_sd=_rows_of(step_sd, index),
+        level_sd=level_sd,
+        information=_information_rows(information, index),
+    )
+    for j in np.flatnonzero(np.isin(index, list(own))).tolist():
+        one = index[j : j + 1]
+        own_mean, own_cov = pooled_posterior(
+            y[one],
+            precision[one],
+            *own[int(index[j])],
+            step_sd=_rows_of(step_sd, one),
+            level_sd=level_sd,
+            information=_information_rows(information, one),
+        )
+        mean[j], cov[j] = own_mean[0], own_cov[0]
+    return mean, cov
 
 
 def step_scales(knob: Knob, arms: Sequence[float]) -> NDArray[np.float64] | None:
@@ -268,7 +307,7 @@ class OutcomeLearner:
     def estimates_all(self, extra: Sequence[str] = ()) -> dict[str, ArmBeliefs]:
         """Per-arm posterior of every known segment (and of `extra` ones, cold-started).
 
-        Segments share a common curve shape (`pooling.fit_shape`) fitted on all
+        Segments share a common curve shape (`pooling.fit_shapes`) fitted on all
         their data; each one's deviation from it is smoothed over the ordered arms.
         """
         segments = [*self.stats, *(s for s in extra if s not in self.stats)]
@@ -347,9 +386,10 @@ class OutcomeLearner:
         """Fit what segments share on all `observations`; solve `rows` (None: all)."""
         em_y = np.stack([o.em for o in observations])
         em_precision = np.stack([o.em_precision for o in observations])
-        # What a segment's means stand for in the shared shape: capped (`pooling.pool_weights`).
+        # What a segment's means stand for in the shared shape: capped (`caps.pool_weights`).
         counts = np.stack([o.n + o.prior for o in observations])
-        em_shape = fit_shape(em_y, em_precision, counts)
+        em_fit = fit_shapes(em_y, em_precision, counts)
+        em_shape = em_fit[0]
         paired = any(o.em_information is not None for o in observations)
         em_information = stacked(observations, "em") if paired else None
         token_information = stacked(observations, "tokens") if paired else None
@@ -363,7 +403,8 @@ class OutcomeLearner:
         )
         token_y = np.stack([o.log_tokens for o in observations])
         token_precision = np.stack([o.log_tokens_precision for o in observations])
-        token_shape = fit_shape(token_y, token_precision, counts)
+        token_fit = fit_shapes(token_y, token_precision, counts)
+        token_shape = token_fit[0]
         token_step_sd = deviation_step_sd(
             token_y,
             token_precision,
@@ -388,23 +429,28 @@ class OutcomeLearner:
             token_step_sds = token_step_sd * self.step_scale
         # Each segment's posterior is its own solve (batched): only `rows` are solved.
         index = np.arange(len(segments)) if rows is None else np.asarray(rows, dtype=np.int64)
-        em_mean, em_cov = pooled_posterior(
-            em_y[index],
-            em_precision[index],
-            *em_shape,
-            step_sd=_rows_of(em_step_sds, index),
+        em_mean, em_cov = _posterior_rows(
+            em_y,
+            em_precision,
+            em_fit,
+            index,
+            step_sd=em_step_sds,
             level_sd=_EM_LEVEL_SD,
-            information=_information_rows(em_information, index),
+            information=em_information,
         )
-        log_mean, log_cov = pooled_posterior(
-            token_y[index],
-            token_precision[index],
-            *token_shape,
-            step_sd=_rows_of(token_step_sds, index),
+        log_mean, log_cov = _posterior_rows(
+            token_y,
+            token_precision,
+            token_fit,
+            index,
+            step_sd=token_step_sds,
             level_sd=_LOG_TOKEN_LEVEL_SD,
-            information=_information_rows(token_information, index),
+            information=token_information,
         )
-        all_counts = np.sum([o.n for o in observations], axis=0)
+        # What other segments lend to a segment's support, capped per arm as in the shape: one
+        # segment's traffic at an arm cannot make that arm supported (greedy-eligible) everywhere.
+        lent = capped_columns(np.stack([o.n for o in observations]))
+        lent_total = lent.sum(axis=0)
         result: dict[str, ArmBeliefs] = {}
         for j, i in enumerate(index.tolist()):
             segment, obs = segments[i], observations[i]
@@ -416,7 +462,7 @@ class OutcomeLearner:
                 # delta method: d exp(x) = exp(x) dx
                 tokens_cov=log_cov[j] * np.outer(tokens, tokens),
                 n=obs.n,
-                support=obs.n + obs.prior + _SHARED_SUPPORT * (all_counts - obs.n),
+                support=obs.n + obs.prior + _SHARED_SUPPORT * (lent_total - lent[i]),
                 trace_share=stats.paired.trace_share()
                 if (stats := self.stats.get(segment))
                 else 0.0,

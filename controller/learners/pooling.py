@@ -15,17 +15,13 @@ its own. This is a two-level (empirical Bayes) model in the spirit of
 Gelman & Hill, *Data Analysis Using Regression and Multilevel Models*,
 2007, ch. 12, with an ordered-arm prior on the second level.
 
-No one segment may dominate what all share (`pool_weights`): in the
-shape's fit and in the fleet's step scale, a segment's observations of an
-arm weigh at most `MAX_PRECISION_RATIO` times the median segment's per
-observation of that arm, and a segment in all at most `MAX_SEGMENT_RATIO`
-times the median segment's weight. Without the caps one fake segment of
-3,000 constant outcomes (variance 0, so precision at the variance floor:
-~25 times a real observation's) flattened the shape and moved the greedy
-arm of real segments (issue 14). A cap per arm as well (no segment above
-twice the median on one arm) held more of them, but cost the token-budget
-scenario a third of its online gap closed (0.52 to 0.37, seeds 1-3): its
-heavy segments carry the thin arms' information, as they should.
+No one segment may dominate what all share: in the shape's fit and in
+the fleet's step scale, the means weigh as `caps.pool_weights` says. A
+segment the per-arm cap cut gets a shape of its own, fitted with its own
+weights uncut (`fit_shapes`): its heavy arm is its own data, not a
+departure from a shape the others set, which its smoothness prior would
+spread to its neighbours (long-answers with a 1-point guardrail, seed 1:
+the long-form segment stuck at 1.0 with its 0.95 over the limit).
 """
 
 from __future__ import annotations
@@ -34,104 +30,115 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stopbandit.controller.learners.caps import capped_columns, capped_rows, pool_weights
 from stopbandit.controller.learners.smoothing import smooth_posterior
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-_ITERATIONS = 25
-# Per observation, a segment weighs at most this many times the median segment's in the pool.
-MAX_PRECISION_RATIO = 2.0
-# In all, a segment weighs at most this many times the median segment in the pool.
-MAX_SEGMENT_RATIO = 3.0
-
-
-def capped_rows(
-    weight: NDArray[np.float64], ratio: float = MAX_SEGMENT_RATIO
-) -> NDArray[np.float64]:
-    """`weight` (S, K) with each row's sum cut to at most `ratio` times the median row's.
-
-    The median is over rows with any weight: one vote per segment, so no
-    segment's own traffic can raise its cap.
-    """
-    row = weight.sum(axis=-1)
-    active = row > 0.0
-    if active.sum() < 2:  # noqa: PLR2004 - one segment has nobody to dominate
-        return weight
-    cap = ratio * float(np.median(row[active]))
-    factor = np.divide(cap, row, out=np.ones_like(row), where=row > cap)
-    return np.asarray(weight * np.minimum(factor, 1.0)[:, None], dtype=np.float64)
-
-
-def pool_weights(
-    precision: NDArray[np.float64],
-    counts: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """The weights of each (segment, arm) mean in what segments share, (S, K).
-
-    On each arm, a segment's precision per observation (1 / its variance)
-    is cut to `MAX_PRECISION_RATIO` times the median segment's on that arm,
-    so data of no spread (constant outcomes) cannot pass for near-certainty
-    in the pool; per arm, because arms legitimately differ (tokens under a
-    small budget hardly vary). Then each segment's total is cut by
-    `capped_rows`. `counts` are the observations behind each mean (own and prior
-    pseudo-observations).
-    """
-    seen = (precision > 0.0) & (counts > 0.0)
-    if not seen.any():
-        return precision
-    per_observation = np.where(seen, precision / np.where(seen, counts, 1.0), np.nan)
-    enough = seen.sum(axis=0) >= 2  # noqa: PLR2004 - one segment has nobody to dominate
-    cap = np.full(precision.shape[1], np.inf)
-    if enough.any():
-        cap[enough] = MAX_PRECISION_RATIO * np.nanmedian(per_observation[:, enough], axis=0)
-    with np.errstate(invalid="ignore"):  # inf * 0 where an arm has one segment
-        limit = cap[None, :] * counts
-    return capped_rows(np.where(seen & (limit < precision), limit, precision))
+# A shape and its precision per arm, each (K,).
+Shape = tuple["NDArray[np.float64]", "NDArray[np.float64]"]
 
 
 def fit_shape(
     y: NDArray[np.float64],
     precision: NDArray[np.float64],
     counts: NDArray[np.float64] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+) -> Shape:
     """Common shape over arms, by weighted least squares of y[s, k] = level[s] + shape[k].
 
     Args:
         y: per-(segment, arm) means, shape (S, K).
         precision: their precisions (0 where a cell has no data), shape (S, K).
         counts: the observations behind each mean, shape (S, K); given, the
-            weights are `pool_weights` (no segment dominates), else `precision`.
+            weights are `caps.pool_weights` (no segment dominates), else `precision`.
 
     Returns:
         (shape, shape_precision), each (K,): the shape is centred to weighted
         mean 0, and its precision is 0 for an arm no segment has played.
     """
-    if counts is not None:
-        precision = pool_weights(precision, counts)
-    segments, arms = y.shape
-    level = np.zeros(segments)
-    shape = np.zeros(arms)
-    row_weight = precision.sum(axis=1)
-    col_weight = precision.sum(axis=0)
+    fitted, _ = fit_shapes(y, precision, counts)
+    return fitted
+
+
+def fit_shapes(
+    y: NDArray[np.float64],
+    precision: NDArray[np.float64],
+    counts: NDArray[np.float64] | None = None,
+) -> tuple[Shape, dict[int, Shape]]:
+    """`fit_shape`, and the own shape of each segment (row) the per-arm cap cut.
+
+    A segment's own shape is the fit with its row at its weights before the
+    per-arm cap (the others' as they are): at most one segment per arm is
+    cut, so there are at most K, each a K x K solve from the same normal
+    equations.
+    """
     observed = np.where(precision > 0.0, y, 0.0)
-    for _ in range(_ITERATIONS):
-        # Alternating updates (Gauss-Seidel on the normal equations) converge for this layout.
-        level = np.divide(
-            (precision * (observed - shape[None, :])).sum(axis=1),
-            row_weight,
-            out=np.zeros(segments),
-            where=row_weight > 0.0,
+    uncut = precision if counts is None else pool_weights(precision, counts, arm_cap=False)
+    weight = uncut if counts is None else capped_columns(uncut)
+    matrix, vector = _normal_equations(observed, weight)
+    column = weight.sum(axis=0)
+    own: dict[int, Shape] = {}
+    for s in np.flatnonzero((weight < uncut).any(axis=1)).tolist():
+        own_matrix = matrix - _row_matrix(weight[s]) + _row_matrix(uncut[s])
+        own_vector = (
+            vector - _row_vector(observed[s], weight[s]) + _row_vector(observed[s], uncut[s])
         )
-        shape = np.divide(
-            (precision * (observed - level[:, None])).sum(axis=0),
-            col_weight,
-            out=np.zeros(arms),
-            where=col_weight > 0.0,
-        )
-    if col_weight.sum() > 0.0:
-        shape -= np.average(shape, weights=col_weight)
-    return shape, col_weight
+        own_column = column - weight[s] + uncut[s]
+        own[s] = (_solved(own_matrix, own_vector, own_column), own_column)
+    return (_solved(matrix, vector, column), column), own
+
+
+def _normal_equations(
+    y: NDArray[np.float64], weight: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The K normal equations of the shape, the levels eliminated: (matrix, vector).
+
+    Each level is its segment's weighted mean of y - shape, which leaves
+    (diag(C) - sum_s w_s w_s' / W_s) shape = sum_s w_s (y_s - mean_s), C the
+    arms' total weights: a sum over segments, so one segment's part can be
+    swapped (`fit_shapes`). Solved exactly (`_solved`): alternating updates
+    converged at the rate of the others' share of an arm, and 25 of them left
+    the shape where it started at an arm one segment held nearly all of, so a
+    fake segment at one arm moved every real segment's estimate there (issue 14).
+    """
+    row = weight.sum(axis=1)
+    active = row > 0.0
+    w, y = weight[active], y[active]
+    matrix = np.diag(w.sum(axis=0)) - (w / row[active, None]).T @ w
+    mean = (w * y).sum(axis=1) / row[active]
+    return matrix, (w * (y - mean[:, None])).sum(axis=0)
+
+
+def _row_matrix(w: NDArray[np.float64]) -> NDArray[np.float64]:
+    total = w.sum()
+    if total <= 0.0:
+        return np.zeros((w.size, w.size))
+    return np.asarray(np.diag(w) - np.outer(w, w) / total, dtype=np.float64)
+
+
+def _row_vector(y: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+    total = w.sum()
+    if total <= 0.0:
+        return np.zeros(w.size)
+    return np.asarray(w * (y - float(w @ y) / total), dtype=np.float64)
+
+
+def _solved(
+    matrix: NDArray[np.float64], vector: NDArray[np.float64], column: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The shape from its normal equations, centred to weighted mean 0 (0 where unplayed).
+
+    The system is singular along a constant (the levels absorb it): the
+    least-norm solution, then centred.
+    """
+    shape = np.zeros(vector.size)
+    played = column > 0.0
+    if played.any():
+        solved, *_ = np.linalg.lstsq(matrix[np.ix_(played, played)], vector[played], rcond=None)
+        shape[played] = solved
+        shape -= np.average(shape, weights=column)
+    return shape
 
 
 def pooled_posterior(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from stopbandit.controller.config import load_config
-from stopbandit.controller.core import ControllerCore
+from stopbandit.controller.core import ControllerCore, fallback_beliefs
+from stopbandit.policies.builder import ArmBeliefs
 from stopbandit.streams.events import Decision, Outcome
 from stopbandit.streams.join import Interaction
 
@@ -104,3 +106,28 @@ def test_without_a_logged_pmf_the_played_probability_bounds_it(core: ControllerC
     """No pmf: the played arm's probability is the conservative bound for every arm."""
     observed = core.observed(interaction(None))
     assert [(arm, p) for arm, _, _, p in observed] == [(2, 0.3), (0, 0.3)]
+
+
+def _beliefs(em: float, n: list[float]) -> ArmBeliefs:
+    arms = len(n)
+    return ArmBeliefs(
+        em=np.full(arms, em),
+        em_cov=np.eye(arms) * 0.01,
+        tokens=np.full(arms, 1000.0),
+        tokens_cov=np.eye(arms),
+        n=np.array(n),
+        support=np.array(n),
+    )
+
+
+def test_one_segment_of_any_size_holds_at_most_half_of_the_fallback(core: ControllerCore) -> None:
+    """`*` weighs segments by traffic, none above all the others together, on any arm too."""
+    estimates = {
+        "a": _beliefs(0.5, [10.0, 10.0, 0.0, 0.0]),
+        "b": _beliefs(0.7, [10.0, 10.0, 0.0, 0.0]),
+        "huge": _beliefs(1.0, [1e6, 0.0, 0.0, 0.0]),
+    }
+    fallback = fallback_beliefs(core.learner, estimates)
+    assert fallback.em == pytest.approx(np.full(4, 0.5 * 1.0 + 0.25 * 0.5 + 0.25 * 0.7))
+    assert fallback.support.tolist() == [40.0, 20.0, 0.0, 0.0]
+    assert fallback.n.tolist() == [40.0, 20.0, 0.0, 0.0]

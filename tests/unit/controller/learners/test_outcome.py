@@ -9,6 +9,7 @@ import pytest
 
 from stopbandit.controller.config import LearnerConfig
 from stopbandit.controller.learners.outcome import OutcomeLearner, step_scales
+from stopbandit.policies.exploration import MIN_SUPPORT
 from stopbandit.streams.join import Interaction
 
 BUDGETS = [512.0, 1024.0, 2048.0, 4096.0, 8192.0, 32768.0]
@@ -61,3 +62,39 @@ def test_the_budget_knob_leaves_an_unseen_long_step_less_certain() -> None:
     assert by_budget.em_cov[-1, -1] > by_index.em_cov[-1, -1]
     # The arms with data are estimated alike either way.
     assert by_budget.em[:4] == pytest.approx(by_index.em[:4], abs=0.01)
+
+
+def _interaction(i: int, segment: str, threshold: float, em: float) -> Interaction:
+    return Interaction(
+        request_id=f"{segment}-{i}",
+        segment=segment,
+        context={},
+        threshold=threshold,
+        probability=1.0,
+        policy_version=1,
+        em=em,
+        tokens=1000,
+        decision_ts=float(i),
+        outcome_ts=float(i),
+    )
+
+
+def test_one_segments_traffic_on_an_arm_lends_the_others_little_support_there() -> None:
+    """3,000 outcomes of one segment at 0.5 leave 0.5 unsupported (not greedy-eligible) elsewhere.
+
+    Two real segments have 5 outcomes each at 0.5; what the heavy one lends is capped at the
+    others' traffic there (`pooling.capped_columns`). Uncapped, it lent 300.
+    """
+    arms = [0.5, 0.9, 1.0]
+    learner = OutcomeLearner(arms, LearnerConfig())
+    for segment in ("a", "b"):
+        for i in range(200):
+            arm = arms[0] if i < 5 else arms[1 + i % 2]
+            learner.learn_one(
+                _interaction(i, segment, arm, 0.5), [(arms.index(arm), 0.5, 1000.0, 1.0)]
+            )
+    for i in range(3000):
+        learner.learn_one(_interaction(i, "heavy", arms[0], 1.0), [(0, 1.0, 1000.0, 1.0)])
+    support = learner.estimates_all()["a"].support
+    assert support[0] < MIN_SUPPORT
+    assert support[1] > MIN_SUPPORT

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from stopbandit.controller.learners.caps import capped_columns, pool_weights
 from stopbandit.controller.learners.pooling import (
-    capped_rows,
     deviation_step_sd,
     fit_shape,
-    pool_weights,
+    fit_shapes,
     pooled_posterior,
 )
 from stopbandit.controller.learners.smoothing import path_laplacian, smooth_posterior
@@ -138,26 +138,55 @@ def test_one_constant_segment_cannot_flatten_the_shape() -> None:
     assert capped[-1] - capped[0] > 0.7 * true_step
 
 
-def test_pool_weights_leave_comparable_segments_alone() -> None:
-    """Segments within the caps keep their precisions exactly."""
-    precision = np.array([[100.0, 50.0], [80.0, 60.0], [120.0, 40.0]])
-    counts = precision * 0.2
-    assert pool_weights(precision, counts) == pytest.approx(precision)
+def test_the_shape_is_solved_exactly_where_one_segment_holds_an_arm() -> None:
+    """A segment seen at one arm only says nothing of the shape, however heavy (its level takes it).
+
+    Alternating updates moved the shape there at the rate of the others' share of the arm:
+    nowhere, after 25 of them, with the heavy segment holding nearly all of it (issue 14).
+    """
+    level = np.array([0.1, 0.5, 0.9])
+    shape = np.array([-0.2, 0.0, 0.05, 0.15])
+    y = level[:, None] + shape[None, :]
+    precision = np.array([[1.0, 100.0, 100.0, 100.0]] * 3)
+    alone, _ = fit_shape(y, precision)
+    heavy = np.vstack([y, [[1.0, 0.0, 0.0, 0.0]]])
+    heavy_precision = np.vstack([precision, [[1e4, 0.0, 0.0, 0.0]]])
+    with_heavy, _ = fit_shape(heavy, heavy_precision)
+    steps = np.diff(shape)
+    assert np.diff(alone) == pytest.approx(steps, abs=1e-9)
+    assert np.diff(with_heavy) == pytest.approx(steps, abs=1e-9)
 
 
-def test_pool_weights_cap_per_observation_and_per_segment() -> None:
-    """No segment above 2x the arm's median precision per observation, nor 3x the median total."""
-    precision = np.array([[10.0, 10.0], [10.0, 10.0], [10.0, 10.0], [1e6, 0.0]])
-    counts = np.array([[2.0, 2.0], [2.0, 2.0], [2.0, 2.0], [2.0, 0.0]])
-    weights = pool_weights(precision, counts)
-    assert weights[:3] == pytest.approx(precision[:3])
-    # Per observation: 2 x the median 5 per observation x 2 observations = 20.
-    assert weights[3, 0] == pytest.approx(20.0)
-    assert capped_rows(np.array([[1.0], [1.0], [100.0]]))[2, 0] == pytest.approx(3.0)
+def test_a_heavy_segment_at_both_ends_moves_the_shape_by_half_its_departure_at_most() -> None:
+    """A fake flat segment at the two end arms, with 1,000 times the real traffic at arm 0.
+
+    The real segments say the shape falls 0.23 from the top arm to the bottom one; the
+    fake, that it is flat. Holding half of each end, the fake takes half of the fall away;
+    uncapped, nearly all of it.
+    """
+    shape, y, precision, n = _fleet_with_a_fake()
+    n[-1] = [20_000.0, 0.0, 0.0, 0.0, 20_000.0]
+    precision[-1] = n[-1] / 0.01
+    capped, _ = fit_shape(y, precision, n)
+    uncapped, _ = fit_shape(y, precision)
+    fall = shape[-1] - shape[0]
+    assert capped[-1] - capped[0] == pytest.approx(0.5 * fall, rel=1e-6)
+    assert uncapped[-1] - uncapped[0] < 0.1 * fall
 
 
-def test_the_precision_cap_is_per_arm() -> None:
-    """An arm where every segment is precise (tokens under a small budget) keeps its precision."""
-    precision = np.array([[1000.0, 10.0], [1000.0, 10.0], [1000.0, 10.0]])
-    counts = np.full((3, 2), 2.0)
-    assert pool_weights(precision, counts) == pytest.approx(precision)
+def test_a_segment_the_arm_cap_cut_has_its_own_shape_with_its_weights_uncut() -> None:
+    """The others see the capped fit; the cut segment, the fit with its own row as it was."""
+    _, y, precision, n = _fleet_with_a_fake()
+    n[-1] = [20_000.0, 0.0, 0.0, 0.0, 20_000.0]
+    precision[-1] = n[-1] / 0.01
+    uncut = pool_weights(precision, n, arm_cap=False)
+    capped = capped_columns(uncut)
+    (common, common_precision), own = fit_shapes(y, precision, n)
+    assert list(own) == [6]
+    assert common == pytest.approx(fit_shape(y, capped)[0], abs=1e-12)
+    assert common_precision == pytest.approx(capped.sum(axis=0))
+    weight = capped.copy()
+    weight[6] = uncut[6]
+    expected, expected_precision = fit_shape(y, weight)
+    assert own[6][0] == pytest.approx(expected, abs=1e-9)
+    assert own[6][1] == pytest.approx(expected_precision)
