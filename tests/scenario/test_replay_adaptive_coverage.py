@@ -21,7 +21,8 @@ What is asserted, and why so (as tests/scenario/test_replay_coverage.py argues):
 a calibrated 95% interval cover 18 or more times with probability 0.925, so >= 18/20 in every
 one of the 45 (arm, estimator, outcome) cells would fail by chance. Per fixed arm, pooled over
 estimators and outcomes (60 intervals), >= 90%; per cell >= 16/20; the direct estimate of
-each arm with traces, >= 18/20 per outcome, as issue 11 asks.
+each arm a trace can show, >= 18/20 per outcome, as issue 11 asks (the top arm, which no
+trace shows, under the untraced rule: see its test).
 
 Margins measured when this was written (seeds 0-19; then 20-39): without traces, pooled per
 arm 100%, 100%, 99.4%, 92.8% (0.95: IPS 19/19/20, SNIPS 18/18/19, DR 17/17/20 for
@@ -31,8 +32,9 @@ seeds SNIPS's and DR's EM z-scores had mean +0.5 and sd 1.25, IPS's +0.3 and 0.9
 optimism of the mean of an arm an adaptive logger keeps playing while it looks good (Hadad et
 al. 2021, "Confidence intervals for policy evaluation in adaptive experiments", PNAS): not a
 support problem, so the bounds do not touch it. With
-traces, the direct estimate covered 19-20 of 20 for every arm and outcome; it is bounded only
-at 1 (observed only when played; 12 of 20 seeds).
+traces, the direct estimate covered 19-20 of 20 for every arm a trace shows, and 17-20 at 1
+(observed only when played; bounded in 12 of 20 seeds). Re-measured after the capped pooling
+against poisoning (issue 14), seeds 0-19 and 20-39, in the same runs as the top arm's test.
 """
 
 from __future__ import annotations
@@ -154,12 +156,30 @@ def test_with_traces_every_fixed_arm_is_covered_in_90_percent_of_seeds(traced, p
     assert min(counts.values()) >= 16, counts
 
 
+TOP = f"fixed:{max(SCENARIO.arms):g}"
+
+
 @pytest.mark.parametrize("outcome", OUTCOMES)
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p != TOP])
 def test_the_direct_estimate_of_each_fixed_arm_covers_its_true_mean(traced, policy, outcome):
     """With a trace from every request (coupling 0.8): >= 18 of 20 seeds (issue 11)."""
     count = covered(traced, policy, "direct", outcome)
     assert count >= 18, f"{policy} direct {outcome}: covered {count}/20"
+
+
+def test_the_top_arm_seen_only_when_played_is_covered_as_without_traces(traced):
+    """The top arm: no trace can show it, so its direct estimate is its played mean.
+
+    An adaptive logger plays it early and drops it when it looks bad, so its mean
+    carries the adaptive-sampling bias of every untraced estimate (Nie et al. 2018,
+    "Why adaptively collected data have negative bias"), and it gets the untraced
+    test's rule: >= 90 % pooled over the outcomes, >= 16/20 each. Measured on seeds
+    0-19 and 20-39: 17 + 19 of 40 for the reward, 18 + 19 for EM, 19 + 20 for tokens;
+    a propensity-weighted (Hajek) cell mean gave 18 + 18, 18 + 18, 20 + 19, no better.
+    """
+    counts = {o: covered(traced, TOP, "direct", o) for o in OUTCOMES}
+    assert sum(counts.values()) >= 0.9 * 20 * len(counts), counts
+    assert min(counts.values()) >= 16, counts
 
 
 def test_traces_identify_arms_the_log_never_played(traced):
