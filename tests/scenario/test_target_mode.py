@@ -5,12 +5,12 @@ against the reference arm's tokens, which the policies stop playing once they
 save: the control group is what measures them, and the precision of the
 achieved figure is the precision of that mean (drift-example's heavy segment has
 token cv 0.7). Measured when written (bench/target_mode.py, seeds 1-6, mean over
-50k-80k): at 15 %, mixed-reasoning 44.78-45.70 against 45 and drift-example
-29.17-31.08 against 30; at 5 %, 44.00-45.88 and 28.05-32.78 (seed 6 2.8 points
+50k-80k): at 15 %, mixed-reasoning 44.85-45.70 against 45 and drift-example
+29.17-31.08 against 30; at 5 %, 44.18-46.12 and 28.05-32.78 (seed 6 2.8 points
 off), so a 5 % control group holds the target within ±3, not ±2. Targets the
 reward binds on: mixed-reasoning at 45 % (it saves ~36 % at any λ, so 30 %
 would rest λ at its floor) and drift-example at 30 %, whose curves and traffic
-drift at 20k. Offline λ / online λ: 0.84 and 0.99 (seed 1).
+drift at 20k. Offline λ / online λ: 0.85 and 0.99 (seed 1).
 
 Through a drift inside the steady window (drift-example's drift moved to 50k,
 100k interactions), seeds 1-6 at 15 % measured 28.0-30.8 over the 10k after the
