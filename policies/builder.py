@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from stopbandit.policies.exploration import Exploration, explore
 from stopbandit.policies.guardrail import GuardrailConfig, blocked_arms, over_limit
 from stopbandit.policies.reward import reward, reward_cov
@@ -25,8 +23,7 @@ from stopbandit.streams.arms import DEFAULT_KNOB, Knob
 from stopbandit.streams.events import ArmEstimates, ControlGroup, Policy, RewardWeights
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
+    import numpy as np
     from numpy.typing import NDArray
 
     from stopbandit.policies.exploration import ExplorationConfig
@@ -53,25 +50,6 @@ class ArmBeliefs:
     # Share of the segment's requests whose node sends counterfactual traces: playing an
     # arm then shows every lower one, so exploring below the greedy arm buys nothing.
     trace_share: float = 0.0
-
-    @classmethod
-    def pooled(cls, segments: Sequence[ArmBeliefs]) -> ArmBeliefs:
-        """Every segment's beliefs weighted by its traffic: the belief about an unknown one."""
-        traffic = np.array([b.n.sum() for b in segments])
-        share = (
-            traffic / traffic.sum()
-            if traffic.sum() > 0
-            else np.full(len(segments), 1 / len(segments))
-        )
-        return cls(
-            em=np.tensordot(share, np.stack([b.em for b in segments]), axes=1),
-            em_cov=np.tensordot(share**2, np.stack([b.em_cov for b in segments]), axes=1),
-            tokens=np.tensordot(share, np.stack([b.tokens for b in segments]), axes=1),
-            tokens_cov=np.tensordot(share**2, np.stack([b.tokens_cov for b in segments]), axes=1),
-            n=np.sum([b.n for b in segments], axis=0),
-            support=np.sum([b.support for b in segments], axis=0),
-            trace_share=float(np.dot(share, [b.trace_share for b in segments])),
-        )
 
 
 def _rounded_pmf(pmf: NDArray[np.float64]) -> list[float]:

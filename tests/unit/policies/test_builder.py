@@ -79,13 +79,3 @@ def test_raise_to_floors_the_next_version() -> None:
     policy = book.issue(BUILDER, "a", beliefs([0.8, 0.85, 0.86]), WEIGHTS, 1.0)
     assert policy is not None
     assert policy.version == 1001
-
-
-def test_pooled_beliefs_weigh_segments_by_their_traffic() -> None:
-    """A segment with three times the observations counts three times as much."""
-    busy = beliefs([0.9, 0.9, 0.9], n=300.0)
-    quiet = beliefs([0.5, 0.5, 0.5], n=100.0)
-    pooled = ArmBeliefs.pooled([busy, quiet])
-    np.testing.assert_allclose(pooled.em, [0.8, 0.8, 0.8])
-    np.testing.assert_allclose(pooled.n, [400.0, 400.0, 400.0])
-    np.testing.assert_allclose(np.diag(pooled.em_cov), (0.75**2 + 0.25**2) * 1e-4)
