@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import threading
 import urllib.parse
@@ -120,6 +121,20 @@ def test_policy_file_is_folded_into_the_client(tmp_path: Path):
         load_policy_file(client, tmp_path / "missing.json")
 
 
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server with `handler` in a thread; yields its /policies URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/policies"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def policies_server() -> Iterator[tuple[str, list[Any]]]:
     """A loopback HTTP server answering /policies with whatever the test puts in the list."""
@@ -137,15 +152,8 @@ def policies_server() -> Iterator[tuple[str, list[Any]]]:
         def log_message(self, *_args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/policies", answer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield url, answer
 
 
 def test_http_poller_follows_the_endpoint(policies_server):
@@ -258,15 +266,8 @@ def paged_server() -> Iterator[tuple[str, PagedPolicies]]:
         def log_message(self, *_args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/policies?limit=2", served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as url:
+        yield f"{url}?limit=2", served
 
 
 def test_http_poller_reads_every_page(paged_server):
