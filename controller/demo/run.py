@@ -112,6 +112,8 @@ def demo_config(settings: DemoSettings, bootstrap_servers: str, workdir: Path) -
             "partitions": 1,
             # Tansu answers a group join after half the session timeout.
             "session_timeout_ms": 2000,
+            # The embedded broker is one: its topics have one copy, as asked, not as warned.
+            **({"replication_factor": 1} if settings.bootstrap_servers is None else {}),
         },
         publish={"interval_s": 0.1, "hmac_key": secrets.token_hex(16)},
         checkpoint={"store": "dir", "dir": str(workdir / "checkpoints"), "interval_s": 30.0},
