@@ -29,6 +29,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seeds import seed_list
+
 from stopbandit.controller.commands.simulate import simulation_config
 from stopbandit.controller.core import ControllerCore
 from stopbandit.controller.sim.scenario import load_scenario
@@ -69,11 +73,6 @@ def run_one(job: Job) -> dict[str, Any]:
         guardrail=config.guardrail,
     )
     return {"job": job, "report": simulation.run(job.interactions)}
-
-
-def _seeds(text: str) -> list[int]:
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
 
 
 def _print_run(result: dict[str, Any]) -> list[str]:
@@ -131,7 +130,7 @@ def main() -> int:
         Job(str(args.scenario), feedback, seed, args.interactions, limit)
         for feedback in args.feedback.split(",")
         for limit in limits
-        for seed in _seeds(args.seeds)
+        for seed in seed_list(args.seeds)
     ]
     print(
         f"{len(jobs)} runs: {args.scenario.name}, cost {COST}, {args.interactions:,} interactions, "

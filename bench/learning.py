@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import ThompsonAgent, VWEpsilonAgent
+from seeds import seed_list
 
 from stopbandit.controller.commands.simulate import simulation_config
 from stopbandit.controller.core import ControllerCore
@@ -149,15 +150,6 @@ def run_one(job: Job) -> dict[str, Any]:
             for mark, r in reports.items()
         },
     }
-
-
-def _seeds(text: str) -> list[int]:
-    """'1,2,3' or '4-11' (or a mix, or empty) as a list of seeds."""
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        low, _, high = part.partition("-")
-        seeds += range(int(low), int(high or low) + 1)
-    return seeds
 
 
 def _seed_label(seeds: list[int]) -> str:
@@ -601,7 +593,7 @@ def main() -> int:
     """Run the grid and print the tables and the checks."""
     args = _arguments()
     marks = tuple(int(m) for m in args.marks.split(","))
-    seeds, held_out = _seeds(args.seeds), _seeds(args.held_out_seeds)
+    seeds, held_out = seed_list(args.seeds), seed_list(args.held_out_seeds)
     jobs = _jobs(args, seeds, held_out)
     print(
         f"{len(jobs)} runs: {len(args.scenarios)} scenarios, costs {args.costs}, "

@@ -42,9 +42,14 @@ import argparse
 import copy
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seeds import seed_list
 
 from stopbandit.controller.commands.simulate import simulation_config
 from stopbandit.controller.core import ControllerCore, fallback_beliefs
@@ -264,14 +269,6 @@ def sweep(seed: int, sizes: list[int], huge: list[int], interactions: int) -> li
     return rows
 
 
-def _seeds(text: str) -> list[int]:
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        low, _, high = part.partition("-")
-        seeds += range(int(low), int(high or low) + 1)
-    return seeds
-
-
 def main() -> int:
     """Run every seed and case; print the table and the worst figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -294,7 +291,7 @@ def main() -> int:
         " poisoned (arm steps, true reward loss, clean estimated gap in reward and in sd)"
     )
     cases: dict[str, list[Case]] = {}
-    for seed in _seeds(args.seeds):
+    for seed in seed_list(args.seeds):
         for case in sweep(seed, sizes, huge, args.interactions):
             cases.setdefault(case.name.split(" ")[0], []).append(case)
             text = "; ".join(
